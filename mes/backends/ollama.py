@@ -1,0 +1,210 @@
+"""Talk to an Ollama server over its HTTP API, mapping every failure to mes.errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import requests
+
+from mes.errors import (BackendBusy, BackendError, BackendRejected, BackendServerError,
+                        BackendTimeout, BackendUnavailable, JobCancelled, ModelNotFound)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Hold a finished generation: its text and Ollama's counts and durations (ns)."""
+
+    text: str
+    done_reason: str | None
+    prompt_eval_count: int = 0
+    eval_count: int = 0
+    total_duration: int = 0
+    load_duration: int = 0
+    prompt_eval_duration: int = 0
+    eval_duration: int = 0
+
+
+class OllamaClient:
+    """Call one Ollama server through one pooled Session with explicit timeouts."""
+
+    def __init__(self, base_url: str, *, connect_timeout_s: float = 5.0,
+                 read_timeout_s: float = 300.0, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.session = session or requests.Session()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    def _request(self, method: str, path: str, *, body: dict | None = None, stream: bool = False,
+                 read_timeout_s: float | None = None,
+                 request_id: str | None = None) -> requests.Response:
+        """Send one request; turn connection errors, timeouts and HTTP errors into ours."""
+        timeout = (self.connect_timeout_s, read_timeout_s or self.read_timeout_s)
+        headers = {"X-Request-ID": request_id} if request_id else None
+        try:
+            response = self.session.request(method, self.base_url + path, json=body,
+                                            stream=stream, timeout=timeout, headers=headers)
+        except requests.exceptions.ConnectTimeout as exc:
+            raise BackendUnavailable(f"connecting to {self.base_url} timed out",
+                                     {"url": self.base_url}) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise BackendUnavailable(f"cannot reach {self.base_url}: {_reason(exc)}",
+                                     {"url": self.base_url}) from exc
+        except requests.exceptions.Timeout as exc:
+            raise BackendTimeout(f"{self.base_url}{path} gave no answer in {timeout[1]:g}s",
+                                 {"url": self.base_url}) from exc
+        except requests.exceptions.RequestException as exc:
+            raise BackendServerError(f"request to {self.base_url}{path} failed: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error") or response.text
+            except ValueError:
+                message = response.text
+            finally:
+                response.close()
+            raise _status_error(response.status_code, str(message)[:500])
+        return response
+
+    def _json(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+        response = self._request(method, path, body=body)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise BackendServerError(f"{path} answered with invalid JSON") from exc
+
+    def version(self) -> str:
+        """Return the server's version string."""
+        return str(self._json("GET", "/api/version").get("version", ""))
+
+    def tags(self) -> list[dict[str, Any]]:
+        """Return the models the server has."""
+        return list(self._json("GET", "/api/tags").get("models") or [])
+
+    def ps(self) -> list[dict[str, Any]]:
+        """Return the models loaded in memory now."""
+        return list(self._json("GET", "/api/ps").get("models") or [])
+
+    def generate(self, model: str, prompt: str, *, system: str | None = None,
+                 options: dict | None = None, format: Any = None, keep_alive: Any = None,
+                 should_stop: Callable[[], bool] | None = None, read_timeout_s: float | None = None,
+                 request_id: str | None = None) -> Completion:
+        """Run /api/generate as a stream and return the whole completion."""
+        body = _body(model, options, format, keep_alive)
+        body["prompt"] = prompt
+        if system:
+            body["system"] = system
+        return self._stream("/api/generate", body, "response", should_stop, read_timeout_s,
+                            request_id)
+
+    def chat(self, model: str, messages: list[dict[str, Any]], *, options: dict | None = None,
+             format: Any = None, keep_alive: Any = None,
+             should_stop: Callable[[], bool] | None = None, read_timeout_s: float | None = None,
+             request_id: str | None = None) -> Completion:
+        """Run /api/chat as a stream and return the whole assistant message."""
+        body = _body(model, options, format, keep_alive)
+        body["messages"] = messages
+        return self._stream("/api/chat", body, "message", should_stop, read_timeout_s, request_id)
+
+    def load(self, model: str, keep_alive: Any, *, options: dict | None = None) -> Completion:
+        """Load a model into memory (an empty prompt) and hold it for keep_alive."""
+        body = _body(model, options, None, keep_alive)
+        body["stream"] = False
+        return _completion(self._json("POST", "/api/generate", body), "")
+
+    def unload(self, model: str) -> Completion:
+        """Unload a model from memory (an empty prompt with keep_alive 0)."""
+        return _completion(self._json("POST", "/api/generate",
+                                      {"model": model, "keep_alive": 0, "stream": False}), "")
+
+    def _stream(self, path: str, body: dict, field: str, should_stop: Callable[[], bool] | None,
+                read_timeout_s: float | None, request_id: str | None) -> Completion:
+        body["stream"] = True
+        response = self._request("POST", path, body=body, stream=True,
+                                 read_timeout_s=read_timeout_s, request_id=request_id)
+        parts: list[str] = []
+        try:
+            for chunk in _ndjson(response, path, read_timeout_s or self.read_timeout_s):
+                if "error" in chunk:
+                    # Ollama reports failures after the 200 header as an in-band line.
+                    raise _status_error(500, str(chunk["error"])[:500])
+                piece = chunk.get(field)
+                if isinstance(piece, dict):
+                    piece = piece.get("content")
+                if piece:
+                    parts.append(piece)
+                if chunk.get("done"):
+                    return _completion(chunk, "".join(parts))
+                if should_stop is not None and should_stop():
+                    # Closing the response drops the connection, which stops Ollama generating.
+                    raise JobCancelled("the job was cancelled while generating")
+        finally:
+            response.close()
+        raise BackendServerError(f"{path} stream ended before done", {"partial_text": "".join(parts)})
+
+
+def _ndjson(response: requests.Response, path: str, read_timeout_s: float) -> Iterator[dict]:
+    try:
+        for line in response.iter_lines():
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError as exc:
+                raise BackendServerError(f"{path} sent a line that is not JSON") from exc
+    except requests.exceptions.ConnectionError as exc:
+        # requests raises ConnectionError for a read timeout inside a stream.
+        if "timed out" in str(exc).lower():
+            raise BackendTimeout(f"{path} stream stalled for {read_timeout_s:g}s") from exc
+        raise BackendServerError(f"{path} connection dropped mid-stream") from exc
+    except requests.exceptions.ChunkedEncodingError as exc:
+        raise BackendServerError(f"{path} connection dropped mid-stream") from exc
+
+
+def _body(model: str, options: dict | None, format: Any, keep_alive: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model}
+    if options:
+        body["options"] = options
+    if format is not None:
+        body["format"] = format
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    return body
+
+
+def _completion(chunk: dict[str, Any], text: str) -> Completion:
+    def count(name: str) -> int:
+        value = chunk.get(name)
+        return int(value) if isinstance(value, (int, float)) else 0
+    if not text:
+        text = chunk.get("response") or (chunk.get("message") or {}).get("content") or ""
+    return Completion(text=text, done_reason=chunk.get("done_reason"),
+                      prompt_eval_count=count("prompt_eval_count"), eval_count=count("eval_count"),
+                      total_duration=count("total_duration"), load_duration=count("load_duration"),
+                      prompt_eval_duration=count("prompt_eval_duration"),
+                      eval_duration=count("eval_duration"))
+
+
+def _status_error(status: int, message: str) -> BackendError:
+    details = {"backend_status": status, "backend_message": message}
+    lowered = message.lower()
+    if status == 404 or ("model" in lowered and "not found" in lowered):
+        return ModelNotFound(f"backend: {message}", details)
+    if status == 503 and "busy" in lowered:
+        return BackendBusy(f"backend: {message}", details)
+    if status == 503:
+        return BackendUnavailable(f"backend: {message}", details)
+    if status >= 500:
+        return BackendServerError(f"backend: {message}", details)
+    return BackendRejected(f"backend: {message}", details)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    return text[:200]

@@ -1,0 +1,114 @@
+"""Define our job record, its states and the transitions between them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class JobStatus(str, Enum):
+    """Name the states a job passes through."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        """Tell whether a job in this state never changes again."""
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED,
+                          JobStatus.EXPIRED})
+
+# The only moves a job may make. running -> queued is a retry after a healable failure;
+# running -> running records a new attempt by a worker that picked up a redelivered job.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.EXPIRED,
+                                 JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.SUCCEEDED,
+                                  JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+    JobStatus.EXPIRED: frozenset(),
+}
+
+PRIORITIES = ("interactive", "batch")
+
+
+class JobKind(str, Enum):
+    """Name what a job does: run inference, or load or unload a model."""
+
+    INFERENCE = "inference"
+    LOAD = "load"
+    UNLOAD = "unload"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Hold one job as we store it; the API shows a view of it, never Celery's state."""
+
+    id: str
+    owner: str
+    model: str
+    queue: str
+    kind: JobKind
+    status: JobStatus
+    created_at: float
+    deadline_at: float
+    request: dict[str, Any] = field(default_factory=dict)
+    priority: str = "interactive"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    request_id: str | None = None
+    version: int = 0
+
+    def evolve(self, **changes: Any) -> "Job":
+        """Return a copy with changes, checking that a status change is allowed."""
+        new_status = changes.get("status")
+        if new_status is not None:
+            new_status = JobStatus(new_status)
+            if new_status not in TRANSITIONS[self.status]:
+                raise InvalidTransition(self.status, new_status)
+            changes["status"] = new_status
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        """Serialise for the store."""
+        data = dataclasses.asdict(self)
+        data["status"] = self.status.value
+        data["kind"] = self.kind.value
+        del data["version"]
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, version: int) -> "Job":
+        """Rebuild a job from its stored form."""
+        data = json.loads(raw)
+        data["status"] = JobStatus(data["status"])
+        data["kind"] = JobKind(data["kind"])
+        return cls(version=version, **data)
+
+
+class InvalidTransition(Exception):
+    """Signal a status change that the transition table forbids."""
+
+    def __init__(self, current: JobStatus, wanted: JobStatus):
+        super().__init__(current, wanted)
+        self.current = current
+        self.wanted = wanted
+
+    def __str__(self) -> str:
+        return f"a {self.current.value} job cannot become {self.wanted.value}"

@@ -1,0 +1,82 @@
+"""Parse, hash and check API keys with their scopes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+SCOPES = ("jobs", "models", "admin")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_HASHED = re.compile(r"^sha256\$([0-9a-f]{64})$")
+
+
+def hash_key(secret: str) -> str:
+    """Return the hex SHA-256 of a key; keys are high-entropy, so no salt or stretching is needed."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """Hold one key's name, the hash of its secret, and its scopes."""
+
+    name: str
+    secret_hash: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        """Tell whether this key may act in a scope; admin may do everything."""
+        return "admin" in self.scopes or scope in self.scopes
+
+    @property
+    def is_admin(self) -> bool:
+        """Tell whether this key sees every key's jobs."""
+        return "admin" in self.scopes
+
+
+def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
+    """Parse `name:secret:scope+scope, ...`; a secret written `sha256$<hex>` is taken as already hashed."""
+    keys: list[ApiKey] = []
+    problems: list[str] = []
+    for index, entry in enumerate(part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        pieces = entry.split(":")
+        if len(pieces) != 3:
+            problems.append(f"entry {index + 1} must be name:secret:scopes")
+            continue
+        name, secret, scopes_raw = (piece.strip() for piece in pieces)
+        scopes = frozenset(s.strip() for s in scopes_raw.split("+") if s.strip())
+        if not _NAME.match(name):
+            problems.append(f"entry {index + 1}: bad name {name!r}")
+        if len(secret) < 8:
+            problems.append(f"entry {index + 1} ({name}): the secret must be at least 8 characters")
+        unknown = scopes - set(SCOPES)
+        if not scopes or unknown:
+            problems.append(f"entry {index + 1} ({name}): scopes must be among {'+'.join(SCOPES)}")
+        hashed = _HASHED.match(secret)
+        keys.append(ApiKey(name, hashed.group(1) if hashed else hash_key(secret), scopes))
+    names = [key.name for key in keys]
+    if len(set(names)) != len(names):
+        problems.append("key names must be unique")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return tuple(keys)
+
+
+class KeyRing:
+    """Find the key that a presented secret belongs to."""
+
+    def __init__(self, keys: tuple[ApiKey, ...]):
+        self._keys = keys
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """Return the matching key, comparing every hash in constant time."""
+        presented = hash_key(secret)
+        found = None
+        for key in self._keys:
+            # Compare against all keys so the timing does not reveal which one matched.
+            if hmac.compare_digest(presented, key.secret_hash):
+                found = key
+        return found

@@ -1,0 +1,24 @@
+"""Combine the registry, the job store and the backend's loaded list into model states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mes.registry import ModelRegistry
+from mes.store import RedisJobStore
+
+
+def model_states(registry: ModelRegistry, store: RedisJobStore, loaded: set[str] | None,
+                 model_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Return one state dict per model; `loaded` None means the backend could not be asked."""
+    specs = [registry.get(model_id) for model_id in model_ids] if model_ids else registry.models
+    counts = store.model_counts([spec.id for spec in specs])
+    last_used = store.last_used([spec.id for spec in specs])
+    return [{
+        "id": spec.id, "family": spec.family.name, "queue": spec.queue,
+        "loaded": None if loaded is None else spec.id in loaded,
+        "max_concurrency": spec.family.concurrency,
+        "queued": counts[spec.id][0], "running": counts[spec.id][1],
+        "json_mode": spec.json_mode, "keep_alive": spec.keep_alive, "warmup": spec.warmup,
+        "last_used_at": last_used.get(spec.id),
+    } for spec in specs]

@@ -1,0 +1,53 @@
+"""Hold the Celery settings that both the web side (sending) and workers (running) use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mes.settings import Settings
+
+EXECUTE_TASK = "mes.jobs.execute"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Return Celery's config for long, expensive jobs on a Redis broker."""
+    visibility = settings.visibility_timeout_s
+    transport = {
+        # Redis redelivers an unacked message after this; it must outlast the longest task
+        # or a running job is handed out again (celery#5935).
+        "visibility_timeout": visibility,
+        # Notice a dead connection within a minute instead of hanging on it.
+        "health_check_interval": 25,
+        "socket_keepalive": True,
+    }
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": visibility},
+        # Celery reads this third copy for some code paths; keep all three equal.
+        "visibility_timeout": visibility,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        # Our job store is the source of truth; Celery's results would only cost memory.
+        "task_ignore_result": True,
+        "result_expires": 3600,
+        # Ack after the task ran, so a worker that dies mid-job does not lose it.
+        "task_acks_late": True,
+        # A child killed by the OS (OOM, -9) requeues its job instead of dropping it.
+        "task_reject_on_worker_lost": True,
+        # One job at a time per process: prefetching would park jobs behind a long one.
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        # On a lost broker connection, requeue running late-ack tasks rather than run them twice.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_create_missing_queues": True,
+        "task_default_queue": "mes.default",
+        # Flower needs task events.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+    }

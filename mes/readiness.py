@@ -1,0 +1,31 @@
+"""Check whether MES can serve: Redis, the backend, and a live worker for every family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mes.errors import MESError
+from mes.heartbeat import count_workers
+from mes.registry import ModelRegistry
+
+
+def check_ready(redis, backend, registry: ModelRegistry) -> dict[str, Any]:
+    """Return the /ready report; `ready` is true only if every part is up."""
+    report: dict[str, Any] = {}
+    families = registry.families
+    try:
+        redis.ping()
+        report["redis"] = "ok"
+        counts = count_workers(redis, [family.queue for family in families])
+        report["workers"] = {family.name: counts[family.queue] for family in families}
+    except Exception as exc:  # noqa: BLE001 - any Redis failure means not ready
+        report["redis"] = f"down: {exc.__class__.__name__}"
+        report["workers"] = {family.name: 0 for family in families}
+    try:
+        report["backend_version"] = backend.version()
+        report["backend"] = "ok"
+    except MESError as exc:
+        report["backend"] = f"down: {exc.message}"
+    report["ready"] = (report["redis"] == "ok" and report["backend"] == "ok"
+                       and all(report["workers"].values()))
+    return report

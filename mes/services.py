@@ -1,0 +1,50 @@
+"""Assemble the core objects that web and workers share, from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis as redis_lib
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from mes.backends.ollama import OllamaClient
+from mes.clock import SystemClock
+from mes.registry import ModelRegistry
+from mes.settings import Settings
+from mes.store import RedisJobStore
+
+
+def connect_redis(url: str) -> redis_lib.Redis:
+    """Open a Redis client that reconnects by itself after a restart."""
+    return redis_lib.Redis.from_url(
+        url, decode_responses=True, health_check_interval=25, socket_keepalive=True,
+        socket_connect_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
+        retry_on_error=[redis_lib.ConnectionError, redis_lib.TimeoutError])
+
+
+@dataclass(frozen=True)
+class Services:
+    """Hold one process's Redis, store, registry, backend client and clock."""
+
+    settings: Settings
+    redis: redis_lib.Redis
+    store: RedisJobStore
+    registry: ModelRegistry
+    backend: OllamaClient
+    clock: SystemClock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Services":
+        """Build every shared object; nothing connects until first used."""
+        redis = connect_redis(settings.redis_url)
+        return cls(
+            settings=settings, redis=redis,
+            store=RedisJobStore(redis, ttl_s=settings.job_ttl_s),
+            registry=ModelRegistry.from_file(settings.models_file),
+            backend=OllamaClient(settings.ollama_url,
+                                 connect_timeout_s=settings.ollama_connect_timeout_s,
+                                 read_timeout_s=settings.ollama_read_timeout_s),
+            clock=SystemClock(),
+        )

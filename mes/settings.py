@@ -1,0 +1,156 @@
+"""Read MES's one frozen Settings object from MES_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+from mes.errors import ConfigError
+from mes.keys import ApiKey, parse_api_keys
+
+# Every setting: (field name, env suffix, parser, default). A default of REQUIRED means
+# the variable must be given. Parsers raise ValueError with a message for people.
+REQUIRED = object()
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parsed = urlparse(raw)
+        if parsed.scheme not in schemes or not parsed.netloc:
+            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}, got {raw!r}")
+        return raw.rstrip("/")
+    return parse
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+    return parse
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return value
+    return parse
+
+
+def _path(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no such file: {raw}")
+    return path
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Hold every MES setting, parsed and checked."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ollama_url: str = "http://127.0.0.1:11434"
+    models_file: Path = Path("config/models.json")
+    api_keys: tuple[ApiKey, ...] = ()
+    env: str = "development"
+    job_ttl_s: int = 86400
+    ollama_connect_timeout_s: float = 5.0
+    ollama_read_timeout_s: float = 300.0
+    wait_default_s: int = 60
+    wait_max_s: int = 300
+    task_time_limit_s: int = 1800
+    task_soft_time_limit_s: int = 1740
+    backend_max_retries: int = 5
+    max_body_bytes: int = 1_048_576
+    worker_heartbeat_s: int = 10
+    log_prompts: bool = False
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Return the broker visibility timeout: twice the hard limit, so no running task is redelivered."""
+        return 2 * self.task_time_limit_s
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+        """Build Settings from MES_* variables, reporting every bad value at once."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        for name, suffix, parser in _SPEC:
+            var = f"MES_{suffix}"
+            raw = environ.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[name] = parser(raw)
+            except ValueError as exc:
+                problems.append(f"{var}: {exc}")
+        if "models_file" not in values and not cls.models_file.is_file():
+            problems.append(f"MES_MODELS_FILE: not set and the default {cls.models_file} "
+                            "does not exist here")
+        soft = values.get("task_soft_time_limit_s", cls.task_soft_time_limit_s)
+        hard = values.get("task_time_limit_s", cls.task_time_limit_s)
+        if soft >= hard:
+            problems.append(f"MES_TASK_SOFT_TIME_LIMIT_S ({soft}) must be below "
+                            f"MES_TASK_TIME_LIMIT_S ({hard})")
+        wait_default = values.get("wait_default_s", cls.wait_default_s)
+        wait_max = values.get("wait_max_s", cls.wait_max_s)
+        if wait_default > wait_max:
+            problems.append(f"MES_WAIT_DEFAULT_S ({wait_default}) must not exceed "
+                            f"MES_WAIT_MAX_S ({wait_max})")
+        if problems:
+            raise ConfigError(problems)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """Return a copy with some fields changed (for tests and `mes up`)."""
+        return dataclasses.replace(self, **changes)
+
+
+_SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
+    ("redis_url", "REDIS_URL", _url(("redis", "rediss", "unix"))),
+    ("ollama_url", "OLLAMA_URL", _url(("http", "https"))),
+    ("models_file", "MODELS_FILE", _path),
+    ("api_keys", "API_KEYS", parse_api_keys),
+    ("env", "ENV", _choice("development", "production", "test")),
+    ("job_ttl_s", "JOB_TTL_S", _int(60, 30 * 86400)),
+    ("ollama_connect_timeout_s", "OLLAMA_CONNECT_TIMEOUT_S", _float(0.1, 120)),
+    ("ollama_read_timeout_s", "OLLAMA_READ_TIMEOUT_S", _float(1, 3600)),
+    ("wait_default_s", "WAIT_DEFAULT_S", _int(0, 3600)),
+    ("wait_max_s", "WAIT_MAX_S", _int(1, 3600)),
+    ("task_time_limit_s", "TASK_TIME_LIMIT_S", _int(10, 86400)),
+    ("task_soft_time_limit_s", "TASK_SOFT_TIME_LIMIT_S", _int(5, 86400)),
+    ("backend_max_retries", "BACKEND_MAX_RETRIES", _int(0, 100)),
+    ("max_body_bytes", "MAX_BODY_BYTES", _int(1024, 256 * 1_048_576)),
+    ("worker_heartbeat_s", "WORKER_HEARTBEAT_S", _int(1, 300)),
+    ("log_prompts", "LOG_PROMPTS", _bool),
+]

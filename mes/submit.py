@@ -1,0 +1,64 @@
+"""Accept a job: check it, save it as queued, then hand it to its family's queue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Protocol
+
+from mes.clock import SystemClock, new_id
+from mes.errors import BackendUnavailable, InvalidRequest
+from mes.jobs import Job, JobKind, JobStatus
+from mes.registry import ModelRegistry
+from mes.store import RedisJobStore, StaleJob
+from mes import structured
+
+REQUEST_FIELDS = ("prompt", "messages", "system", "options", "format")
+
+
+class Dispatcher(Protocol):
+    """Send a job id to a queue; the web side implements it with Celery's send_task."""
+
+    def send(self, job: Job) -> None:
+        """Queue the job for a worker."""
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    """Return a stable hash of a request body, for Idempotency-Key checks."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
+               registry: ModelRegistry, dispatcher: Dispatcher, clock: SystemClock,
+               max_timeout_s: int, request_id: str | None = None,
+               kind: JobKind = JobKind.INFERENCE) -> Job:
+    """Save a validated request as a queued job and dispatch it; return the saved job."""
+    spec = registry.get(body["model"])
+    structured.check_format(body.get("format"))
+    timeout_s = body.get("timeout_s") or spec.timeout_s
+    if timeout_s > max_timeout_s:
+        raise InvalidRequest(f"timeout_s may be at most {max_timeout_s}",
+                             {"fields": {"timeout_s": [f"must be at most {max_timeout_s}"]}})
+    now = clock.now()
+    job = Job(
+        id=new_id("job" if kind is JobKind.INFERENCE else "op", now),
+        owner=owner, model=spec.id, queue=spec.queue, kind=kind, status=JobStatus.QUEUED,
+        created_at=now, deadline_at=now + timeout_s,
+        request={key: body[key] for key in REQUEST_FIELDS if body.get(key) is not None},
+        priority=body.get("priority", "interactive"), metadata=body.get("metadata") or {},
+        request_id=request_id,
+    )
+    job = store.create(job)
+    try:
+        dispatcher.send(job)
+    except Exception as exc:  # noqa: BLE001 - any broker failure means the job was not queued
+        # Say so in the record too, so a client that saw the id learns why it never ran.
+        error = BackendUnavailable(f"the job could not be queued: {exc.__class__.__name__}")
+        try:
+            store.save(job.evolve(status=JobStatus.FAILED, finished_at=clock.now(),
+                                  error=error.to_dict()))
+        except (StaleJob, Exception):  # noqa: BLE001 - the broker and store share Redis
+            pass
+        raise error from exc
+    return job

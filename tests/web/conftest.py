@@ -1,0 +1,50 @@
+import pytest
+
+from tests.conftest import make_services
+from web.app import create_app
+
+
+class RecordingDispatcher:
+    """Keep sent jobs in memory instead of publishing them."""
+
+    def __init__(self):
+        self.sent = []
+        self.fail = False
+
+    def send(self, job):
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.sent.append(job)
+
+
+@pytest.fixture
+def dispatcher():
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def services(settings, redis, store, registry, clock):
+    # Port 9 (discard) refuses connections: the backend is down unless a test says otherwise.
+    return make_services(settings, redis, store, registry, "http://127.0.0.1:9", clock)
+
+
+@pytest.fixture
+def app(services, dispatcher):
+    app = create_app(services=services, dispatcher=dispatcher)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+ALICE = auth("alice-secret-1")
+BOB = auth("bob-secret-22")
+OPS = auth("ops-secret-333")
+ROOT = auth("root-secret-4444")

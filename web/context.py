@@ -1,0 +1,27 @@
+"""Hold what the web views need, built once per app and passed in by create_app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from mes.keys import KeyRing
+from mes.services import Services
+from mes.submit import Dispatcher
+from mes.waiter import FinalWaiter
+
+
+@dataclass
+class WebContext:
+    """Bundle the core services with the web-only pieces."""
+
+    services: Services
+    keyring: KeyRing
+    dispatcher: Dispatcher
+    waiter: FinalWaiter
+
+
+def ctx() -> WebContext:
+    """Return the current app's context."""
+    return current_app.extensions["mes"]

@@ -1,0 +1,28 @@
+"""Send jobs to their queues by task name; the web side never imports worker code."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from mes.jobs import Job
+from mes.queueing import EXECUTE_TASK, celery_config
+from mes.settings import Settings
+
+
+class CeleryDispatcher:
+    """Publish `mes.jobs.execute(job_id)` on the job's family queue."""
+
+    def __init__(self, app: Celery):
+        self.app = app
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "CeleryDispatcher":
+        """Build a sending-only Celery app with the workers' broker settings."""
+        app = Celery("mes-web", set_as_current=False)
+        app.conf.update(celery_config(settings))
+        return cls(app)
+
+    def send(self, job: Job) -> None:
+        """Queue the job; Redis priorities are coarse, so lanes come from the queue itself."""
+        self.app.send_task(EXECUTE_TASK, args=[job.id], queue=job.queue,
+                           headers={"request_id": job.request_id} if job.request_id else None)

@@ -1,0 +1,55 @@
+"""Map every error to the API's one JSON error shape: the only place that does."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from mes.errors import InvalidRequest, MESError, RateLimited
+
+log = logging.getLogger("mes.web")
+
+_HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+               415: "unsupported_media_type", 429: "rate_limited"}
+
+
+def error_response(exc: MESError):
+    """Return the JSON response for one of our errors."""
+    response = jsonify({"error": exc.to_dict()})
+    response.status_code = exc.http_status
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s)))
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers."""
+
+    @app.errorhandler(MESError)
+    def handle_mes_error(exc: MESError):
+        return error_response(exc)
+
+    @app.errorhandler(ValidationError)
+    def handle_validation(exc: ValidationError):
+        return error_response(InvalidRequest("the request failed validation",
+                                             {"fields": exc.normalized_messages()}))
+
+    @app.errorhandler(HTTPException)
+    def handle_http(exc: HTTPException):
+        code = _HTTP_CODES.get(exc.code or 500, "http_error")
+        response = jsonify({"error": {"code": code, "message": exc.description or exc.name,
+                                      "details": {}}})
+        response.status_code = exc.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        log.exception("event=unhandled_error error=%s", exc.__class__.__name__)
+        response = jsonify({"error": {"code": "internal_error",
+                                      "message": "an unexpected error occurred", "details": {}}})
+        response.status_code = 500
+        return response

@@ -1,0 +1,83 @@
+"""Serve job submission, polling and synchronous inference."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request, url_for
+
+from mes.errors import NotFound
+from mes.jobs import Job
+from mes.submit import submit_job
+from web.auth import current_key, require
+from web.context import ctx
+from web.schemas import InferenceRequestSchema, JobRequestSchema, JobSchema, WaitQuerySchema
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1")
+
+
+def _body(schema) -> dict:
+    return schema.load(request.get_json(force=False, silent=False) if request.is_json
+                       else _not_json())
+
+
+def _not_json():
+    from mes.errors import InvalidRequest
+    raise InvalidRequest("the body must be JSON with Content-Type: application/json")
+
+
+def job_response(job: Job, status: int):
+    """Dump a job, with its queue position and a Location header."""
+    c = ctx()
+    positions = {}
+    if job.status.value == "queued":
+        position = c.services.store.queue_position(job)
+        if position is not None:
+            positions[job.id] = position
+    body = JobSchema(positions=positions).dump(job)
+    return body, status, {"Location": url_for("jobs.get_job", job_id=job.id)}
+
+
+def _submit(body: dict) -> Job:
+    c = ctx()
+    s = c.services
+    return submit_job(body, owner=current_key().name, store=s.store, registry=s.registry,
+                      dispatcher=c.dispatcher, clock=s.clock,
+                      max_timeout_s=s.settings.task_soft_time_limit_s,
+                      request_id=g.get("request_id"))
+
+
+def _owned(job_id: str) -> Job:
+    job = ctx().services.store.get(job_id)
+    key = current_key()
+    # Another key's job is reported exactly like a missing one.
+    if job is None or (job.owner != key.name and not key.is_admin):
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+@bp.post("/jobs")
+@require("jobs")
+def create_job():
+    """Queue a job and answer 202 with it."""
+    return job_response(_submit(_body(JobRequestSchema())), 202)
+
+
+@bp.get("/jobs/<job_id>")
+@require("jobs")
+def get_job(job_id: str):
+    """Return a job, waiting up to ?wait= seconds for it to become final."""
+    wait = WaitQuerySchema().load(request.args)["wait"]
+    job = _owned(job_id)
+    if wait > 0 and not job.status.is_final:
+        job = ctx().waiter.wait(job_id, wait) or job
+    return job_response(job, 200)
+
+
+@bp.post("/inference")
+@require("jobs")
+def inference():
+    """Queue a job and wait for it: 200 when final, 202 when wait_s runs out first."""
+    body = _body(InferenceRequestSchema())
+    wait_s = body.pop("wait_s", ctx().services.settings.wait_default_s)
+    job = _submit(body)
+    job = ctx().waiter.wait(job.id, wait_s) or job
+    return job_response(job, 200 if job.status.is_final else 202)

@@ -1,0 +1,65 @@
+"""Build the workers' Celery app: `make_celery(settings)`."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from celery import Celery, signals
+
+from mes.heartbeat import WorkerHeartbeat
+from mes.queueing import celery_config
+from mes.services import Services, connect_redis
+from mes.settings import Settings
+from workers.tasks import register_tasks
+
+log = logging.getLogger("mes.workers")
+
+
+class WorkerServices:
+    """Build Services lazily, once per process, so no socket crosses a fork."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._services: Services | None = None
+
+    def get(self) -> Services:
+        """Return this process's services, building them on first use."""
+        if self._services is None:
+            self._services = Services.from_settings(self.settings)
+        return self._services
+
+    def reset(self) -> None:
+        """Forget objects inherited from the parent process."""
+        self._services = None
+
+
+def make_celery(settings: Settings) -> Celery:
+    """Create the Celery app with MES's tasks, queues and signal handlers."""
+    app = Celery("mes", set_as_current=True)
+    app.conf.update(celery_config(settings))
+    services = WorkerServices(settings)
+    register_tasks(app, services)
+    heartbeats: list[WorkerHeartbeat] = []
+
+    @signals.worker_process_init.connect(weak=False)
+    def fresh_connections(**kwargs):
+        services.reset()
+
+    @signals.worker_ready.connect(weak=False)
+    def start_heartbeat(sender=None, **kwargs):
+        queues = [queue.name for queue in sender.app.amqp.queues.consume_from.values()] \
+            if sender is not None else []
+        beat = WorkerHeartbeat(connect_redis(settings.redis_url), queues,
+                               getattr(sender, "hostname", socket.gethostname()),
+                               settings.worker_heartbeat_s)
+        beat.start()
+        heartbeats.append(beat)
+        log.info("event=worker_ready queues=%s", ",".join(queues))
+
+    @signals.worker_shutdown.connect(weak=False)
+    def stop_heartbeat(**kwargs):
+        for beat in heartbeats:
+            beat.stop()
+
+    return app
