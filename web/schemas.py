@@ -94,6 +94,19 @@ class WaitQuerySchema(Schema):
     wait = fields.Float(load_default=0, validate=validate.Range(0, 60))
 
 
+class ListQuerySchema(Schema):
+    """Validate the query of GET /v1/jobs."""
+
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(validate=validate.OneOf(
+        ["queued", "running", "succeeded", "failed", "cancelled", "expired"]))
+    model = fields.String(validate=validate.Length(1, 200))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.Integer(validate=validate.Range(min=0))
+
+
 class Timestamp(fields.Field):
     """Dump epoch seconds as RFC 3339 UTC."""
 

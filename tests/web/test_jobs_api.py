@@ -144,3 +144,14 @@ def test_unknown_route_and_method_are_json(client):
     assert client.get("/v1/nothing", headers=ALICE).get_json()["error"]["code"] == "not_found"
     response = client.put("/v1/jobs", headers=ALICE)
     assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_list_own_jobs_with_filters_and_cursor(client):
+    ids = [post_job(client, {"model": "smollm2:135m", "prompt": f"p{i}"}).get_json()["id"] for i in range(3)]
+    post_job(client, {"model": "phi3:mini", "prompt": "other"}, headers=BOB)
+    mine = client.get("/v1/jobs?limit=10", headers=ALICE).get_json()
+    assert {job["id"] for job in mine["jobs"]} == set(ids) and mine["next_cursor"] is None
+    assert client.get("/v1/jobs?model=phi3:mini", headers=ALICE).get_json()["jobs"] == []
+    assert len(client.get("/v1/jobs?limit=10", headers=ROOT).get_json()["jobs"]) == 4
+    assert client.get("/v1/jobs?status=bogus", headers=ALICE).status_code == 400
+    assert client.get("/v1/jobs?limit=0", headers=ALICE).status_code == 400

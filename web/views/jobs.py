@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request, url_for
 
-from mes.errors import NotFound
+from mes.errors import InvalidRequest, NotFound
 from mes.jobs import Job
 from mes.submit import submit_job
 from web.auth import current_key, require
 from web.context import ctx
-from web.schemas import InferenceRequestSchema, JobRequestSchema, JobSchema, WaitQuerySchema
+from web.schemas import (InferenceRequestSchema, JobRequestSchema, JobSchema, ListQuerySchema,
+                         WaitQuerySchema)
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
 
 def _body(schema) -> dict:
-    return schema.load(request.get_json(force=False, silent=False) if request.is_json
-                       else _not_json())
-
-
-def _not_json():
-    from mes.errors import InvalidRequest
-    raise InvalidRequest("the body must be JSON with Content-Type: application/json")
+    if not request.is_json:
+        raise InvalidRequest("the body must be JSON with Content-Type: application/json")
+    return schema.load(request.get_json())
 
 
 def job_response(job: Job, status: int):
@@ -81,3 +78,16 @@ def inference():
     job = _submit(body)
     job = ctx().waiter.wait(job.id, wait_s) or job
     return job_response(job, 200 if job.status.is_final else 202)
+
+
+@bp.get("/jobs")
+@require("jobs")
+def list_jobs():
+    """List the caller's jobs, newest first (every key's for admin)."""
+    query = ListQuerySchema().load(request.args)
+    key = current_key()
+    jobs, cursor = ctx().services.store.list_owned(
+        None if key.is_admin else key.name, limit=query["limit"], before_ms=query.get("cursor"),
+        status=query.get("status"), model=query.get("model"))
+    return {"jobs": JobSchema(many=True).dump(jobs),
+            "next_cursor": str(cursor) if cursor is not None else None}

@@ -1,0 +1,128 @@
+"""Drive the whole stack over HTTP: gunicorn -> Redis -> Celery workers -> engine."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+
+ALICE = {"Authorization": "Bearer alice-secret-1"}
+BOB = {"Authorization": "Bearer bob-secret-22"}
+OPS = {"X-API-Key": "ops-secret-333"}
+
+
+def poll(web, job_id, headers=ALICE, until=("succeeded", "failed", "cancelled", "expired"), limit_s=30):
+    deadline = time.monotonic() + limit_s
+    while True:
+        job = requests.get(f"{web}/v1/jobs/{job_id}", headers=headers, timeout=10).json()
+        if job["status"] in until or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def test_post_then_poll_succeeds(web):
+    response = requests.post(f"{web}/v1/jobs", json={"model": "smollm2:135m", "prompt": "Capital of France?",
+                                                     "metadata": {"benchmark_run": "r-17"}},
+                             headers=ALICE, timeout=10)
+    assert response.status_code == 202
+    job = poll(web, response.json()["id"])
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["text"].strip() and result["done_reason"] in ("stop", "length")
+    assert result["usage"]["completion_tokens"] > 0 and result["usage"]["prompt_tokens"] > 0
+    assert set(result["timings"]) == {"queue_ms", "load_ms", "prompt_ms", "generate_ms", "total_ms"}
+    assert job["attempts"] == 1 and job["started_at"] and job["finished_at"]
+    assert job["metadata"] == {"benchmark_run": "r-17"} and job["error"] is None
+
+
+def test_deterministic_text_matches_engine(web, engine):
+    body = {"model": "smollm2:135m", "prompt": "Same prompt", "options": {"seed": 7, "max_tokens": 8}}
+    job = requests.post(f"{web}/v1/inference", json=body, headers=ALICE, timeout=30).json()
+    direct = requests.post(f"{engine}/api/generate", json={
+        "model": "smollm2:135m", "prompt": "Same prompt", "stream": False,
+        "options": {"temperature": 0.2, "seed": 7, "num_predict": 8, "num_ctx": 2048}}, timeout=30).json()
+    assert job["result"]["text"] == direct["response"]
+
+
+def test_inference_answers_200_when_final(web):
+    response = requests.post(f"{web}/v1/inference", json={
+        "model": "phi3:mini", "messages": [{"role": "user", "content": "Hi"}], "wait_s": 30},
+        headers=ALICE, timeout=40)
+    assert response.status_code == 200
+    assert response.json()["status"] == "succeeded" and response.json()["result"]["text"]
+
+
+def test_inference_answers_202_when_wait_runs_out(web, engine_faults):
+    engine_faults(hang=True)
+    response = requests.post(f"{web}/v1/inference", json={"model": "smollm2:135m", "prompt": "slow",
+                                                          "wait_s": 1}, headers=ALICE, timeout=30)
+    assert response.status_code == 202
+    job = response.json()
+    assert job["status"] in ("queued", "running")
+    assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
+    engine_faults(hang=False)
+    assert poll(web, job["id"])["status"] == "succeeded"
+
+
+def test_get_with_wait_returns_when_final(web):
+    job_id = requests.post(f"{web}/v1/jobs", json={"model": "smollm2:135m", "prompt": "wait for me"},
+                           headers=ALICE, timeout=10).json()["id"]
+    job = requests.get(f"{web}/v1/jobs/{job_id}?wait=20", headers=ALICE, timeout=30).json()
+    assert job["status"] == "succeeded"
+
+
+def test_auth_over_http(web):
+    job_id = requests.post(f"{web}/v1/jobs", json={"model": "smollm2:135m", "prompt": "mine"},
+                           headers=ALICE, timeout=10).json()["id"]
+    assert requests.get(f"{web}/v1/jobs/{job_id}", timeout=10).status_code == 401
+    assert requests.post(f"{web}/v1/jobs", json={"model": "smollm2:135m", "prompt": "x"},
+                         headers=OPS, timeout=10).status_code == 403
+    other = requests.get(f"{web}/v1/jobs/{job_id}", headers=BOB, timeout=10)
+    assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+
+
+def test_bad_requests_over_http(web):
+    unknown = requests.post(f"{web}/v1/jobs", json={"model": "nope:1b", "prompt": "x"}, headers=ALICE, timeout=10)
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_model"
+    bad = requests.post(f"{web}/v1/jobs", json={"model": "smollm2:135m", "prompt": 5}, headers=ALICE, timeout=10)
+    assert bad.status_code == 400 and "prompt" in bad.json()["error"]["details"]["fields"]
+
+
+def test_model_missing_on_backend_fails_with_code(web):
+    job_id = requests.post(f"{web}/v1/jobs", json={"model": "ghost:1b", "prompt": "boo"},
+                           headers=ALICE, timeout=10).json()["id"]
+    job = poll(web, job_id)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "model_not_found"
+    assert "ghost:1b" in job["error"]["message"] and job["result"] is None
+    assert job["attempts"] == 1  # not retried: it cannot heal
+
+
+def test_backend_5xx_is_retried_then_fails_with_reason(web, engine_faults):
+    engine_faults(fail_next=5)
+    job_id = requests.post(f"{web}/v1/jobs", json={"model": "smollm2:135m", "prompt": "flaky"},
+                           headers=ALICE, timeout=10).json()["id"]
+    job = poll(web, job_id)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "backend_error" and "simulated failure" in job["error"]["message"]
+    assert job["attempts"] == 2  # MES_BACKEND_MAX_RETRIES=1
+
+
+def test_backend_5xx_heals_on_retry(web, engine_faults):
+    engine_faults(fail_next=1)
+    job_id = requests.post(f"{web}/v1/jobs", json={"model": "phi3:mini", "prompt": "heal"},
+                           headers=ALICE, timeout=10).json()["id"]
+    job = poll(web, job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 2
+
+
+def test_ready_and_models(web):
+    ready = requests.get(f"{web}/ready", timeout=10)
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["workers"] == {"smollm": 1, "phi": 1}
+    models = requests.get(f"{web}/v1/models", headers=ALICE, timeout=10).json()["models"]
+    smollm = next(m for m in models if m["id"] == "smollm2:135m")
+    assert smollm["loaded"] is True and smollm["last_used_at"]
