@@ -12,7 +12,8 @@ from mes.errors import ConfigError
 def _up(args: argparse.Namespace) -> int:
     from mes.launcher import StackOptions, run_stack
     options = StackOptions(host=args.host, port=args.port, simulated=args.simulated,
-                           web_workers=args.web_workers)
+                           web_workers=args.web_workers, engine_port=args.engine_port,
+                           flower_port=args.flower_port)
     return run_stack(options, dict(os.environ))
 
 
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8001)
     up.add_argument("--web-workers", type=int, default=2)
+    up.add_argument("--engine-port", type=int, default=11434)
+    up.add_argument("--flower-port", type=int, default=5555)
     up.set_defaults(func=_up)
     commands.add_parser("engine", help="run the Ollama-protocol engine (see `mes engine -h`)")
     args = parser.parse_args(argv)

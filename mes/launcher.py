@@ -97,6 +97,8 @@ def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
     from mes.settings import Settings
 
     env = dict(environ)
+    # Run celery and gunicorn from the same environment as this `mes`, activated or not.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     state_dir = Path(env.get("MES_STATE_DIR", "run")).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     manager = Manager()

@@ -38,8 +38,9 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+    def log(self, tail: int | None = 4000) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return text[-tail:] if tail else text
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10) -> None:
         if self.alive():

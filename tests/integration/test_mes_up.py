@@ -1,0 +1,47 @@
+"""Run `mes up --simulated` as a user would, with no Redis answering, and stop it with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import pytest
+import requests
+
+from mes.launcher import free_port, port_is_free
+from tests.conftest import MODELS_FILE
+from tests.procs import Proc, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_mes_up_runs_the_stack_and_stops_cleanly(tmp_path):
+    ports = {"web": free_port(), "engine": free_port(), "flower": free_port()}
+    env = {**os.environ, "MES_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing there
+           "MES_MODELS_FILE": str(MODELS_FILE), "MES_STATE_DIR": str(tmp_path / "state"),
+           "MES_WORKER_HEARTBEAT_S": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("MES_OLLAMA_URL", None)
+    env.pop("MES_API_KEYS", None)
+    mes = os.path.join(os.path.dirname(sys.executable), "mes")
+    proc = Proc("mes-up", [mes, "up", "--simulated", "--port", str(ports["web"]),
+                           "--engine-port", str(ports["engine"]), "--flower-port", str(ports["flower"]),
+                           "--web-workers", "1"], env, tmp_path)
+    web = f"http://127.0.0.1:{ports['web']}"
+    try:
+        wait_until(lambda: requests.get(web + "/ready", timeout=2).status_code == 200, 90,
+                   "mes up /ready", proc)
+        response = requests.post(web + "/v1/inference", timeout=60,
+                                 headers={"Authorization": "Bearer mes-dev-key-change-me"},
+                                 json={"model": "smollm2:135m", "prompt": "What is the capital of France?"})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "succeeded" and response.json()["result"]["text"]
+        assert requests.get(f"http://127.0.0.1:{ports['flower']}/", timeout=5).status_code == 200
+        assert "starting an embedded Redis" in proc.log(tail=None)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        proc.popen.wait(30)
+        proc.stop()
+    assert proc.popen.returncode is not None
+    for port in ports.values():
+        assert port_is_free(port), f"port {port} still in use after Ctrl-C"
