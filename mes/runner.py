@@ -12,6 +12,7 @@ from mes.clock import SystemClock
 from mes.errors import JobCancelled, JobTimeout, MESError, OutputInvalid
 from mes.jobs import Job, JobKind, JobStatus
 from mes.registry import ModelRegistry, ModelSpec
+from mes.cancel import StopCheck
 from mes.store import RedisJobStore, StaleJob
 from mes import structured
 
@@ -61,8 +62,15 @@ def run_job(job_id: str, *, store: RedisJobStore, registry: ModelRegistry, backe
         return RunOutcome(store.get(job_id))
     log_state(job)
     spec = registry.get(job.model)
+    stop = StopCheck(job, store, clock)
     try:
-        result = _execute(job, spec, backend, clock)
+        result = _execute(job, spec, backend, clock, stop)
+    except JobCancelled:
+        if stop.reason == "cancelled":
+            # The cancel already saved the job as cancelled; report what is stored.
+            return RunOutcome(store.get(job.id))
+        return RunOutcome(_finish(store, job, JobStatus.FAILED, clock.now(), error=JobTimeout(
+            "the job ran past its deadline and was stopped").to_dict()))
     except MESError as exc:
         return _handle_failure(store, job, exc, clock, max_retries)
     result["timings"]["queue_ms"] = round((job.started_at - job.created_at) * 1000)
@@ -72,7 +80,8 @@ def run_job(job_id: str, *, store: RedisJobStore, registry: ModelRegistry, backe
     return RunOutcome(_finish(store, job, JobStatus.SUCCEEDED, finished, result=result))
 
 
-def _execute(job: Job, spec: ModelSpec, backend: OllamaClient, clock: SystemClock) -> dict:
+def _execute(job: Job, spec: ModelSpec, backend: OllamaClient, clock: SystemClock,
+             should_stop: StopCheck) -> dict:
     """Call the backend for the job's kind and shape the result."""
     if job.kind is JobKind.LOAD:
         return _result(backend.load(spec.id, spec.keep_alive, options=dict(spec.runner_options)))
@@ -92,19 +101,16 @@ def _execute(job: Job, spec: ModelSpec, backend: OllamaClient, clock: SystemCloc
     common = dict(options=backend_options(spec, request.get("options") or {}),
                   format=native_format, keep_alive=spec.keep_alive,
                   read_timeout_s=min(backend.read_timeout_s, remaining),
-                  should_stop=lambda: clock.now() >= job.deadline_at,
+                  should_stop=should_stop,
                   request_id=job.request_id)
-    try:
-        if request.get("messages"):
-            messages = list(request["messages"])
-            if system:
-                messages.insert(0, {"role": "system", "content": system})
-            completion = backend.chat(spec.id, messages, **common)
-        else:
-            completion = backend.generate(spec.id, request.get("prompt", ""), system=system,
-                                          **common)
-    except JobCancelled:
-        raise JobTimeout("the job ran past its deadline and was stopped") from None
+    if request.get("messages"):
+        messages = list(request["messages"])
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        completion = backend.chat(spec.id, messages, **common)
+    else:
+        completion = backend.generate(spec.id, request.get("prompt", ""), system=system,
+                                      **common)
     result = _result(completion)
     if fmt is not None:
         checked = structured.check_output(completion.text, fmt)

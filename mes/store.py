@@ -165,3 +165,33 @@ class RedisJobStore:
         values = self.redis.hmget("mes:models:last_used", model_ids)
         return {model_id: float(value) for model_id, value in zip(model_ids, values)
                 if value is not None}
+
+    def request_cancel(self, job_id: str) -> None:
+        """Flag a running job so its worker closes the stream."""
+        self.redis.set(f"mes:cancel:{job_id}", "1", ex=self.ttl_s)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Tell whether a cancel was asked for this job."""
+        return bool(self.redis.exists(f"mes:cancel:{job_id}"))
+
+    def claim_idempotency_key(self, owner: str, key: str, body_hash: str,
+                              job_id: str) -> tuple[str, str] | None:
+        """Bind a key to (hash, job id) if it is new; else return what it is bound to."""
+        redis_key = f"mes:idem:{owner}:{key}"
+        if self.redis.set(redis_key, f"{body_hash}:{job_id}", nx=True, ex=self.ttl_s):
+            return None
+        bound = self.redis.get(redis_key)
+        if bound is None:  # expired between the two calls: claim it again
+            return self.claim_idempotency_key(owner, key, body_hash, job_id)
+        stored_hash, _, stored_id = bound.partition(":")
+        return stored_hash, stored_id
+
+    def discard(self, job: Job) -> None:
+        """Delete a job that was saved but never dispatched, with its index entries."""
+        keys = self._keys(job)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys[0])
+        pipe.zrem(keys[1], job.id)
+        pipe.zrem(keys[2], job.id)
+        pipe.zrem(keys[4], job.id)
+        pipe.execute()

@@ -7,7 +7,7 @@ import json
 from typing import Any, Protocol
 
 from mes.clock import SystemClock, new_id
-from mes.errors import BackendUnavailable, InvalidRequest
+from mes.errors import BackendUnavailable, IdempotencyMismatch, InvalidRequest
 from mes.jobs import Job, JobKind, JobStatus
 from mes.registry import ModelRegistry
 from mes.store import RedisJobStore, StaleJob
@@ -32,8 +32,12 @@ def request_hash(body: dict[str, Any]) -> str:
 def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
                registry: ModelRegistry, dispatcher: Dispatcher, clock: SystemClock,
                max_timeout_s: int, request_id: str | None = None,
-               kind: JobKind = JobKind.INFERENCE) -> Job:
-    """Save a validated request as a queued job and dispatch it; return the saved job."""
+               kind: JobKind = JobKind.INFERENCE,
+               idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Save a validated request as a queued job and dispatch it.
+
+    Return the job and whether it is new: a replayed Idempotency-Key gives the first job.
+    """
     spec = registry.get(body["model"])
     structured.check_format(body.get("format"))
     timeout_s = body.get("timeout_s") or spec.timeout_s
@@ -41,8 +45,9 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
         raise InvalidRequest(f"timeout_s may be at most {max_timeout_s}",
                              {"fields": {"timeout_s": [f"must be at most {max_timeout_s}"]}})
     now = clock.now()
+    job_id = new_id("job" if kind is JobKind.INFERENCE else "op", now)
     job = Job(
-        id=new_id("job" if kind is JobKind.INFERENCE else "op", now),
+        id=job_id,
         owner=owner, model=spec.id, queue=spec.queue, kind=kind, status=JobStatus.QUEUED,
         created_at=now, deadline_at=now + timeout_s,
         request={key: body[key] for key in REQUEST_FIELDS if body.get(key) is not None},
@@ -50,6 +55,21 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
         request_id=request_id,
     )
     job = store.create(job)
+    if idempotency_key is not None:
+        # The job is saved before the key is claimed, so whoever finds the key taken also
+        # finds its job; the loser's record was never dispatched and is dropped.
+        body_hash = request_hash({**body, "_kind": kind.value})
+        bound = store.claim_idempotency_key(owner, idempotency_key, body_hash, job.id)
+        if bound is not None:
+            store.discard(job)
+            if bound[0] != body_hash:
+                raise IdempotencyMismatch("this Idempotency-Key was used with a different body",
+                                          {"idempotency_key": idempotency_key})
+            first = store.get(bound[1])
+            if first is None:
+                raise IdempotencyMismatch("this Idempotency-Key's job has expired; use a new key",
+                                          {"idempotency_key": idempotency_key})
+            return first, False
     try:
         dispatcher.send(job)
     except Exception as exc:  # noqa: BLE001 - any broker failure means the job was not queued
@@ -61,4 +81,4 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
         except (StaleJob, Exception):  # noqa: BLE001 - the broker and store share Redis
             pass
         raise error from exc
-    return job
+    return job, True

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 
 import requests
 
+from mes.backends.interrupt import InterruptibleAdapter, StopWatch
 from mes.errors import (BackendBusy, BackendError, BackendRejected, BackendServerError,
                         BackendTimeout, BackendUnavailable, JobCancelled, ModelNotFound)
 
@@ -35,6 +36,9 @@ class OllamaClient:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.session = session or requests.Session()
+        adapter = InterruptibleAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -124,6 +128,18 @@ class OllamaClient:
     def _stream(self, path: str, body: dict, field: str, should_stop: Callable[[], bool] | None,
                 read_timeout_s: float | None, request_id: str | None) -> Completion:
         body["stream"] = True
+        watch = StopWatch(should_stop or (lambda: False))
+        try:
+            with watch:
+                return self._read_stream(path, body, field, read_timeout_s, request_id)
+        except BackendError:
+            if watch.stopped:
+                # We cut the connection ourselves, which is what stops Ollama generating.
+                raise JobCancelled("the call was stopped while generating") from None
+            raise
+
+    def _read_stream(self, path: str, body: dict, field: str, read_timeout_s: float | None,
+                     request_id: str | None) -> Completion:
         response = self._request("POST", path, body=body, stream=True,
                                  read_timeout_s=read_timeout_s, request_id=request_id)
         parts: list[str] = []
@@ -139,9 +155,6 @@ class OllamaClient:
                     parts.append(piece)
                 if chunk.get("done"):
                     return _completion(chunk, "".join(parts))
-                if should_stop is not None and should_stop():
-                    # Closing the response drops the connection, which stops Ollama generating.
-                    raise JobCancelled("the job was cancelled while generating")
         finally:
             response.close()
         raise BackendServerError(f"{path} stream ended before done", {"partial_text": "".join(parts)})

@@ -126,3 +126,37 @@ def test_ready_and_models(web):
     models = requests.get(f"{web}/v1/models", headers=ALICE, timeout=10).json()["models"]
     smollm = next(m for m in models if m["id"] == "smollm2:135m")
     assert smollm["loaded"] is True and smollm["last_used_at"]
+
+
+def engine_model_stats(engine, model):
+    return requests.get(f"{engine}/mes-engine/stats", timeout=5).json()["models"][model]
+
+
+def test_cancel_running_job_closes_the_engine_stream(web, engine, engine_faults):
+    engine_faults(hang=True)
+    before = engine_model_stats(engine, "phi3:mini")["cancelled"]
+    job_id = requests.post(f"{web}/v1/jobs", json={"model": "phi3:mini", "prompt": "never ends"},
+                           headers=ALICE, timeout=10).json()["id"]
+    assert poll(web, job_id, until=("running",))["status"] == "running"
+    response = requests.delete(f"{web}/v1/jobs/{job_id}", headers=ALICE, timeout=10)
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    # The engine counts a request as cancelled when its client hangs up; the hang fault
+    # stays on, so only the worker closing the connection can end the request.
+    deadline = time.monotonic() + 10
+    while engine_model_stats(engine, "phi3:mini")["cancelled"] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = engine_model_stats(engine, "phi3:mini")
+    assert stats["cancelled"] == before + 1 and stats["active"] == 0
+    assert poll(web, job_id)["status"] == "cancelled"
+    assert requests.delete(f"{web}/v1/jobs/{job_id}", headers=ALICE, timeout=10).status_code == 409
+
+
+def test_idempotent_submit_over_http(web):
+    body = {"model": "smollm2:135m", "prompt": "exactly once"}
+    headers = {**ALICE, "Idempotency-Key": f"it-{time.time()}"}
+    first = requests.post(f"{web}/v1/jobs", json=body, headers=headers, timeout=10)
+    again = requests.post(f"{web}/v1/jobs", json=body, headers=headers, timeout=10)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert first.json()["id"] == again.json()["id"]
+    assert requests.post(f"{web}/v1/jobs", json={**body, "prompt": "other"}, headers=headers,
+                         timeout=10).status_code == 422

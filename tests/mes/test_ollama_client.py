@@ -64,7 +64,7 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     srv = Recorder()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield srv
     srv.shutdown()
@@ -163,7 +163,15 @@ def test_read_timeout_is_backend_timeout(server, client):
         client.generate("m:1", "x", read_timeout_s=0.3)
 
 
-def test_should_stop_closes_the_stream(server, client):
-    server.reply = (200, [{"model": "m:1", "response": "a", "done": False}] * 5 + [FINAL])
+def test_should_stop_cuts_a_call_still_waiting_for_headers(server, client):
+    # The server answers a whole, valid stream, but only after a delay: the call fails
+    # only if the stop really cut the socket while it waited.
+    server.delay_s = 1.2
+    server.reply = (200, [{"model": "m:1", "response": "a", "done": False}, FINAL])
     with pytest.raises(JobCancelled):
         client.generate("m:1", "x", should_stop=lambda: True)
+
+
+def test_a_false_stop_check_lets_the_call_finish(server, client):
+    server.reply = (200, [{"model": "m:1", "response": "a", "done": False}, FINAL])
+    assert client.generate("m:1", "x", should_stop=lambda: False).text == "a"

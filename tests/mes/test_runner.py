@@ -41,8 +41,9 @@ def submit(store, registry, clock):
         body.setdefault("model", "smollm2:135m")
         if "messages" not in body:
             body.setdefault("prompt", "What is the capital of France?")
-        return submit_job(body, owner="alice", store=store, registry=registry,
-                          dispatcher=ListDispatcher(), clock=clock, max_timeout_s=600)
+        job, _ = submit_job(body, owner="alice", store=store, registry=registry,
+                            dispatcher=ListDispatcher(), clock=clock, max_timeout_s=600)
+        return job
     return submit
 
 
@@ -152,3 +153,44 @@ def test_backoff_grows_and_is_capped():
     assert backoff_s(3, rng=lambda: 1.0) == 4.0
     assert backoff_s(30, rng=lambda: 1.0) == 30.0
     assert backoff_s(2, rng=lambda: 0.0) == 1.0
+
+
+def test_cancel_during_generation_stops_the_stream(submit, run, store, clock, engine):
+    import threading
+
+    from mes.cancel import cancel_job
+    engine.faults.update({"hang": True})
+    job = submit()
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("o", run(job.id)))
+    thread.start()
+    running = None
+    for _ in range(200):
+        running = store.get(job.id)
+        if running.status is JobStatus.RUNNING:
+            break
+        threading.Event().wait(0.02)
+    cancel_job(running, store=store, clock=clock)
+    thread.join(10)
+    engine.faults.clear()
+    assert not thread.is_alive()
+    assert outcome["o"].job.status is JobStatus.CANCELLED
+    assert store.get(job.id).error["code"] == "cancelled"
+
+
+def test_deadline_during_generation_fails_with_timeout(submit, run, store, clock, engine):
+    import threading
+    engine.faults.update({"hang": True})
+    job = submit(timeout_s=5)
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("o", run(job.id)))
+    thread.start()
+    for _ in range(200):
+        if store.get(job.id).status is JobStatus.RUNNING:
+            break
+        threading.Event().wait(0.02)
+    clock.advance(6)
+    thread.join(10)
+    engine.faults.clear()
+    assert outcome["o"].job.status is JobStatus.FAILED
+    assert outcome["o"].job.error["code"] == "timeout"

@@ -155,3 +155,34 @@ def test_list_own_jobs_with_filters_and_cursor(client):
     assert len(client.get("/v1/jobs?limit=10", headers=ROOT).get_json()["jobs"]) == 4
     assert client.get("/v1/jobs?status=bogus", headers=ALICE).status_code == 400
     assert client.get("/v1/jobs?limit=0", headers=ALICE).status_code == 400
+
+
+def test_idempotency_key_replays_first_job(client, dispatcher):
+    body = {"model": "smollm2:135m", "prompt": "once"}
+    headers = {**ALICE, "Idempotency-Key": "k-1"}
+    first = client.post("/v1/jobs", json=body, headers=headers)
+    again = client.post("/v1/jobs", json=body, headers=headers)
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert len(dispatcher.sent) == 1
+    different = client.post("/v1/jobs", json={**body, "prompt": "twice"}, headers=headers)
+    assert different.status_code == 422
+    assert different.get_json()["error"]["code"] == "idempotency_mismatch"
+    # Keys belong to their owner: Bob's same key is a new job.
+    bob = client.post("/v1/jobs", json=body, headers={**BOB, "Idempotency-Key": "k-1"})
+    assert bob.status_code == 202 and bob.get_json()["id"] != first.get_json()["id"]
+    jobs = client.get("/v1/jobs", headers=ALICE).get_json()["jobs"]
+    assert [job["id"] for job in jobs] == [first.get_json()["id"]]
+
+
+def test_cancel_queued_job_then_409(client, store):
+    job_id = post_job(client).get_json()["id"]
+    assert client.delete(f"/v1/jobs/{job_id}", headers=BOB).status_code == 404
+    response = client.delete(f"/v1/jobs/{job_id}", headers=ALICE)
+    assert response.status_code == 200
+    job = response.get_json()
+    assert job["status"] == "cancelled" and job["error"]["code"] == "cancelled"
+    assert job["queue_position"] is None and job["finished_at"]
+    again = client.delete(f"/v1/jobs/{job_id}", headers=ALICE)
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "conflict"
+    assert not store.cancel_requested(job_id)  # a queued job needs no stop flag

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, request, url_for
 
 from mes.errors import InvalidRequest, NotFound
+from mes.cancel import cancel_job
 from mes.jobs import Job
 from mes.submit import submit_job
 from web.auth import current_key, require
@@ -33,13 +34,16 @@ def job_response(job: Job, status: int):
     return body, status, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
-def _submit(body: dict) -> Job:
+def _submit(body: dict) -> tuple[Job, bool]:
     c = ctx()
     s = c.services
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable characters")
     return submit_job(body, owner=current_key().name, store=s.store, registry=s.registry,
                       dispatcher=c.dispatcher, clock=s.clock,
                       max_timeout_s=s.settings.task_soft_time_limit_s,
-                      request_id=g.get("request_id"))
+                      request_id=g.get("request_id"), idempotency_key=key)
 
 
 def _owned(job_id: str) -> Job:
@@ -54,8 +58,9 @@ def _owned(job_id: str) -> Job:
 @bp.post("/jobs")
 @require("jobs")
 def create_job():
-    """Queue a job and answer 202 with it."""
-    return job_response(_submit(_body(JobRequestSchema())), 202)
+    """Queue a job and answer 202 with it; a replayed Idempotency-Key answers 200."""
+    job, created = _submit(_body(JobRequestSchema()))
+    return job_response(job, 202 if created else 200)
 
 
 @bp.get("/jobs/<job_id>")
@@ -69,13 +74,21 @@ def get_job(job_id: str):
     return job_response(job, 200)
 
 
+@bp.delete("/jobs/<job_id>")
+@require("jobs")
+def delete_job(job_id: str):
+    """Cancel a job: 200 with the cancelled job, 409 if it was already final."""
+    s = ctx().services
+    return job_response(cancel_job(_owned(job_id), store=s.store, clock=s.clock), 200)
+
+
 @bp.post("/inference")
 @require("jobs")
 def inference():
     """Queue a job and wait for it: 200 when final, 202 when wait_s runs out first."""
     body = _body(InferenceRequestSchema())
     wait_s = body.pop("wait_s", ctx().services.settings.wait_default_s)
-    job = _submit(body)
+    job, _ = _submit(body)
     job = ctx().waiter.wait(job.id, wait_s) or job
     return job_response(job, 200 if job.status.is_final else 202)
 

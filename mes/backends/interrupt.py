@@ -1,0 +1,106 @@
+"""Let another thread cut a blocked HTTP call: how a cancel closes an Ollama stream at once.
+
+Ollama sends no byte until the model is loaded and the prompt is read, which can take
+minutes; checking a flag between chunks would not notice a cancel in that time. So the
+calling thread registers a StopWatch, our urllib3 connection hands it its socket, and a
+watcher thread shuts the socket down when the stop condition turns true. The blocked read
+then fails at once, and Ollama sees the disconnect and stops generating.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Callable
+
+import urllib3
+from requests.adapters import HTTPAdapter
+
+_local = threading.local()
+POLL_S = 0.1
+
+
+class StopWatch:
+    """Watch a stop condition from a thread, and shut the call's socket down when it is true."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self._should_stop = should_stop
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._done = threading.Event()
+        self.stopped = False
+        self._thread = threading.Thread(target=self._watch, name="mes-stopwatch", daemon=True)
+
+    def __enter__(self) -> "StopWatch":
+        _local.watch = self
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _local.watch = None
+        self._done.set()
+        self._thread.join(1)
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """Remember the socket this call reads from."""
+        with self._lock:
+            self._sock = sock
+            if self.stopped:
+                _shutdown(sock)
+
+    def _watch(self) -> None:
+        while not self._done.wait(POLL_S):
+            try:
+                stop = self._should_stop()
+            except Exception:  # noqa: BLE001 - a failed check must not kill the call
+                stop = False
+            if stop:
+                with self._lock:
+                    self.stopped = True
+                    _shutdown(self._sock)
+                return
+
+
+def _shutdown(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _current_watch() -> StopWatch | None:
+    return getattr(_local, "watch", None)
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self, *args, **kwargs):
+        watch = _current_watch()
+        if watch is not None:
+            watch.attach(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args, **kwargs):
+        watch = _current_watch()
+        if watch is not None:
+            watch.attach(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class InterruptibleAdapter(HTTPAdapter):
+    """Pool connections that hand their socket to the calling thread's StopWatch."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
