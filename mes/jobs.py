@@ -70,6 +70,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
+    lost_runs: int = 0
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     request_id: str | None = None

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from mes.registry import ModelRegistry
 from mes.settings import Settings
 
 EXECUTE_TASK = "mes.jobs.execute"
+REAP_TASK = "mes.maintenance.reap"
+
+
+def beat_schedule(settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
+    """Return beat's schedule as data: one reaper per family, on that family's queue."""
+    return {
+        f"reap-{family.name}": {
+            "task": REAP_TASK,
+            "schedule": float(settings.reaper_interval_s),
+            "args": (family.name,),
+            # A sweep that waited longer than its interval is stale: the next one replaces it.
+            "options": {"queue": family.queue, "expires": float(settings.reaper_interval_s)},
+        }
+        for family in registry.families
+    }
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -50,4 +66,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
+        # A child that grew past this (KiB) is replaced after its current job.
+        "worker_max_memory_per_child": 512_000,
+        # On SIGTERM, give running jobs this long to finish before they are requeued.
+        "worker_soft_shutdown_timeout": 30.0,
     }

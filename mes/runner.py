@@ -9,10 +9,11 @@ from typing import Any, Callable
 
 from mes.backends.ollama import Completion, OllamaClient
 from mes.clock import SystemClock
-from mes.errors import JobCancelled, JobTimeout, MESError, OutputInvalid
+from mes.errors import JobCancelled, JobTimeout, MESError, OutputInvalid, WorkerLost
 from mes.jobs import Job, JobKind, JobStatus
 from mes.registry import ModelRegistry, ModelSpec
 from mes.cancel import StopCheck
+from mes.lease import JobLease
 from mes.store import RedisJobStore, StaleJob
 from mes import structured
 
@@ -45,18 +46,46 @@ def log_state(job: Job, **extra: Any) -> None:
 
 
 def run_job(job_id: str, *, store: RedisJobStore, registry: ModelRegistry, backend: OllamaClient,
-            clock: SystemClock, max_retries: int) -> RunOutcome:
-    """Run a queued job once; a job already final, or gone, is left alone."""
+            clock: SystemClock, max_retries: int, lease_ttl_s: float = 30,
+            max_lost: int = 3) -> RunOutcome:
+    """Run a job once under its lease; a job already final, or gone, is left alone."""
     job = store.get(job_id)
     if job is None or job.status.is_final:
         return RunOutcome(job)
+    lease = JobLease(store.redis, job_id, lease_ttl_s)
+    if not lease.acquire():
+        # A live worker runs it (or one died moments ago): look again once its lease is over.
+        log_state(job, event="lease_held")
+        return RunOutcome(job, retry_in_s=lease.remaining_s() + 1)
+    with lease:
+        return _run_leased(job_id, store=store, registry=registry, backend=backend, clock=clock,
+                           max_retries=max_retries, max_lost=max_lost)
+
+
+def _run_leased(job_id: str, *, store: RedisJobStore, registry: ModelRegistry,
+                backend: OllamaClient, clock: SystemClock, max_retries: int,
+                max_lost: int) -> RunOutcome:
+    job = store.get(job_id)  # read again: it may have finished before we held the lease
+    if job is None or job.status.is_final:
+        return RunOutcome(job)
     now = clock.now()
+    lost_runs = job.lost_runs
+    if job.status is JobStatus.RUNNING:
+        # Running, yet nobody holds its lease: the worker of the last attempt died.
+        lost_runs += 1
+        log_state(job, event="worker_lost", lost_runs=lost_runs)
+        if lost_runs >= max_lost:
+            return RunOutcome(_finish(store, job, JobStatus.FAILED, now, error=WorkerLost(
+                f"the job's worker died {lost_runs} times in a row while running it",
+                {"lost_runs": lost_runs}).to_dict()))
     if now >= job.deadline_at:
         return RunOutcome(_finish(store, job, JobStatus.EXPIRED, now, error={
-            "code": "expired", "message": "the deadline passed before the job could start"}))
+            "code": "expired", "message": "the deadline passed before the job could start",
+            "details": {}}))
     try:
         job = store.save(job.evolve(status=JobStatus.RUNNING, attempts=job.attempts + 1,
-                                    started_at=job.started_at or now, error=None))
+                                    started_at=job.started_at or now, error=None,
+                                    lost_runs=lost_runs))
     except StaleJob:
         # Someone (a cancel, another worker) changed it first; let their change stand.
         return RunOutcome(store.get(job_id))
@@ -157,7 +186,8 @@ def _handle_failure(store: RedisJobStore, job: Job, exc: MESError, clock: System
         delay = backoff_s(job.attempts)
         if now + delay < job.deadline_at:
             try:
-                requeued = store.save(job.evolve(status=JobStatus.QUEUED, error=error))
+                requeued = store.save(job.evolve(status=JobStatus.QUEUED, error=error,
+                                                 lost_runs=0))
             except StaleJob:
                 return RunOutcome(store.get(job.id))
             log_state(requeued, error=exc.code, retry_in_s=round(delay, 2))

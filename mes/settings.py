@@ -93,6 +93,9 @@ class Settings:
     backend_max_retries: int = 5
     max_body_bytes: int = 1_048_576
     worker_heartbeat_s: int = 10
+    lease_ttl_s: int = 30
+    max_worker_lost: int = 3
+    reaper_interval_s: int = 30
     log_prompts: bool = False
 
     @property
@@ -152,5 +155,8 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("backend_max_retries", "BACKEND_MAX_RETRIES", _int(0, 100)),
     ("max_body_bytes", "MAX_BODY_BYTES", _int(1024, 256 * 1_048_576)),
     ("worker_heartbeat_s", "WORKER_HEARTBEAT_S", _int(1, 300)),
+    ("lease_ttl_s", "LEASE_TTL_S", _int(2, 3600)),
+    ("max_worker_lost", "MAX_WORKER_LOST", _int(1, 100)),
+    ("reaper_interval_s", "REAPER_INTERVAL_S", _int(1, 3600)),
     ("log_prompts", "LOG_PROMPTS", _bool),
 ]

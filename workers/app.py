@@ -8,7 +8,8 @@ import socket
 from celery import Celery, signals
 
 from mes.heartbeat import WorkerHeartbeat
-from mes.queueing import celery_config
+from mes.queueing import beat_schedule, celery_config
+from mes.registry import ModelRegistry
 from mes.services import Services, connect_redis
 from mes.settings import Settings
 from workers.tasks import register_tasks
@@ -38,6 +39,7 @@ def make_celery(settings: Settings) -> Celery:
     """Create the Celery app with MES's tasks, queues and signal handlers."""
     app = Celery("mes", set_as_current=True)
     app.conf.update(celery_config(settings))
+    app.conf.beat_schedule = beat_schedule(settings, ModelRegistry.from_file(settings.models_file))
     services = WorkerServices(settings)
     register_tasks(app, services)
     heartbeats: list[WorkerHeartbeat] = []

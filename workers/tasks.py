@@ -1,4 +1,4 @@
-"""Register the Celery tasks: thin shells around mes.runner."""
+"""Register the Celery tasks: thin shells around mes.runner and mes.reaper."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mes.errors import JobTimeout
-from mes.queueing import EXECUTE_TASK
+from mes.queueing import EXECUTE_TASK, REAP_TASK
+from mes.reaper import reap_family
 from mes.runner import abandon_job, run_job
 
 
 def register_tasks(app: Celery, services) -> None:
-    """Define `mes.jobs.execute` on the app, using per-process services."""
+    """Define the tasks on the app, using per-process services."""
 
     @app.task(name=EXECUTE_TASK, bind=True, ignore_result=True)
     def execute(self, job_id: str) -> None:
@@ -19,10 +20,22 @@ def register_tasks(app: Celery, services) -> None:
         s = services.get()
         try:
             outcome = run_job(job_id, store=s.store, registry=s.registry, backend=s.backend,
-                              clock=s.clock, max_retries=s.settings.backend_max_retries)
+                              clock=s.clock, max_retries=s.settings.backend_max_retries,
+                              lease_ttl_s=s.settings.lease_ttl_s,
+                              max_lost=s.settings.max_worker_lost)
         except SoftTimeLimitExceeded:
             abandon_job(job_id, JobTimeout("the job hit the worker's soft time limit"),
                         store=s.store, clock=s.clock)
             return
         if outcome.retry_in_s is not None:
             raise self.retry(countdown=outcome.retry_in_s, max_retries=None)
+
+    @app.task(name=REAP_TASK, ignore_result=True)
+    def reap(family: str) -> dict:
+        """Requeue a family's jobs whose worker died; expire queued jobs past deadline."""
+        s = services.get()
+        spec = next(f for f in s.registry.families if f.name == family)
+        report = reap_family(spec, store=s.store, registry=s.registry, clock=s.clock,
+                             dispatch=lambda job: execute.apply_async(args=[job.id], queue=job.queue),
+                             grace_s=s.settings.lease_ttl_s)
+        return report.__dict__

@@ -4,47 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mes.backends.ollama import OllamaClient
-from mes.engine.config import EngineConfig
-from mes.engine.server import EngineServer
 from mes.jobs import JobStatus
 from mes.runner import backend_options, backoff_s, run_job
-from mes.submit import submit_job
-
-
-class ListDispatcher:
-    def __init__(self):
-        self.sent = []
-
-    def send(self, job):
-        self.sent.append(job.id)
-
-
-@pytest.fixture(scope="module")
-def engine():
-    server = EngineServer(EngineConfig(port=0, models=["smollm2:135m", "phi3:mini"])).start()
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
-def backend(engine):
-    engine.faults.clear()
-    client = OllamaClient(engine.url, connect_timeout_s=1, read_timeout_s=5)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def submit(store, registry, clock):
-    def submit(**body):
-        body.setdefault("model", "smollm2:135m")
-        if "messages" not in body:
-            body.setdefault("prompt", "What is the capital of France?")
-        job, _ = submit_job(body, owner="alice", store=store, registry=registry,
-                            dispatcher=ListDispatcher(), clock=clock, max_timeout_s=600)
-        return job
-    return submit
 
 
 @pytest.fixture
@@ -55,23 +16,18 @@ def run(store, registry, backend, clock):
     return run
 
 
-def test_job_succeeds_with_engine_text_and_usage(submit, run, backend):
+def test_job_succeeds_with_engine_text_and_usage(submit, run, backend, registry):
     job = submit(options={"seed": 3, "max_tokens": 6})
     outcome = run(job.id)
     done = outcome.job
     assert outcome.retry_in_s is None
     assert done.status is JobStatus.SUCCEEDED and done.attempts == 1
     direct = backend.generate("smollm2:135m", "What is the capital of France?",
-                              options=backend_options(done_spec(run), {"seed": 3, "max_tokens": 6}))
+                              options=backend_options(registry.get("smollm2:135m"),
+                                                      {"seed": 3, "max_tokens": 6}))
     assert done.result["text"] == direct.text
     assert done.result["usage"]["completion_tokens"] == 6 and done.result["done_reason"] == "length"
     assert done.started_at is not None and done.finished_at is not None
-
-
-def done_spec(run):
-    from mes.registry import ModelRegistry
-    from tests.conftest import MODELS_FILE
-    return ModelRegistry.from_file(MODELS_FILE).get("smollm2:135m")
 
 
 def test_chat_job_succeeds(submit, run):

@@ -1,0 +1,71 @@
+"""Find jobs that fell through the cracks and put them back on their way; run by beat."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from mes.clock import SystemClock
+from mes.jobs import Job, JobStatus
+from mes.lease import lease_alive
+from mes.registry import FamilySpec, ModelRegistry
+from mes.store import RedisJobStore, StaleJob
+
+log = logging.getLogger("mes.reaper")
+
+
+@dataclass
+class ReapReport:
+    """Count what one sweep did."""
+
+    requeued: int = 0
+    expired: int = 0
+    dropped: int = 0
+
+
+def reap_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegistry,
+                clock: SystemClock, dispatch: Callable[[Job], None], grace_s: float) -> ReapReport:
+    """Requeue running jobs whose worker died, and expire queued jobs past their deadline.
+
+    A running job without a live lease lost its worker: with the whole worker killed, its
+    message would only come back after the visibility timeout, so we send it again now.
+    The job's next run counts the loss and fails it as worker_lost after too many.
+    """
+    report = ReapReport()
+    now = clock.now()
+    for spec in registry.models:
+        if spec.family != family:
+            continue
+        running_key = f"mes:running:{spec.id}"
+        for job_id in store.redis.smembers(running_key):
+            job = store.get(job_id)
+            if job is None or job.status is not JobStatus.RUNNING:
+                store.redis.srem(running_key, job_id)
+                report.dropped += 1
+                continue
+            started = job.started_at or job.created_at
+            if lease_alive(store.redis, job_id) or now - started < grace_s:
+                continue
+            dispatch(job)
+            report.requeued += 1
+            log.info("event=reaper_requeue job_id=%s model=%s queue=%s state=running",
+                     job.id, job.model, job.queue)
+        report.expired += _expire_queued(spec.id, store, clock)
+    return report
+
+
+def _expire_queued(model_id: str, store: RedisJobStore, clock: SystemClock) -> int:
+    # Queued ids are scored by creation time, so the oldest come first.
+    now = clock.now()
+    expired = 0
+    for job in store.get_many(store.redis.zrange(f"mes:queued:m:{model_id}", 0, 199)):
+        if job.status is JobStatus.QUEUED and now >= job.deadline_at:
+            try:
+                store.save(job.evolve(status=JobStatus.EXPIRED, finished_at=now, error={
+                    "code": "expired", "details": {},
+                    "message": "the deadline passed before the job could start"}))
+                expired += 1
+            except StaleJob:
+                pass
+    return expired

@@ -1,0 +1,47 @@
+"""Fixtures for core tests that need the engine: it runs in-thread, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from mes.backends.ollama import OllamaClient
+from mes.engine.config import EngineConfig
+from mes.engine.server import EngineServer
+from mes.submit import submit_job
+
+
+class ListDispatcher:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, job):
+        self.sent.append(job.id)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    server = EngineServer(EngineConfig(port=0, models=["smollm2:135m", "phi3:mini"])).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def backend(engine):
+    engine.faults.clear()
+    client = OllamaClient(engine.url, connect_timeout_s=1, read_timeout_s=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def submit(store, registry, clock):
+    def submit(**body):
+        body.setdefault("model", "smollm2:135m")
+        if "messages" not in body:
+            body.setdefault("prompt", "What is the capital of France?")
+        job, _ = submit_job(body, owner="alice", store=store, registry=registry,
+                            dispatcher=ListDispatcher(), clock=clock, max_timeout_s=600)
+        return job
+    return submit
+
+

@@ -1,0 +1,87 @@
+"""Check that a job runs once while a worker holds it, and that a dead worker's job comes back."""
+
+from __future__ import annotations
+
+import pytest
+
+from mes.jobs import JobStatus
+from mes.lease import JobLease, lease_alive
+from mes.reaper import reap_family
+from mes.runner import run_job
+
+
+@pytest.fixture
+def run(store, registry, backend, clock):
+    def run(job_id, max_lost=3):
+        return run_job(job_id, store=store, registry=registry, backend=backend, clock=clock,
+                       max_retries=2, lease_ttl_s=5, max_lost=max_lost)
+    return run
+
+
+def test_lease_is_exclusive_and_released(redis):
+    first = JobLease(redis, "job_1", ttl_s=5)
+    second = JobLease(redis, "job_1", ttl_s=5)
+    assert first.acquire() and not second.acquire()
+    assert 0 < second.remaining_s() <= 5
+    first.release()
+    assert not lease_alive(redis, "job_1") and second.acquire()
+    second.release()
+
+
+def test_release_keeps_someone_elses_lease(redis):
+    mine = JobLease(redis, "job_2", ttl_s=5)
+    assert mine.acquire()
+    redis.set("mes:lease:job_2", "another-worker")  # ours expired and someone took it
+    mine.release()
+    assert redis.get("mes:lease:job_2") == "another-worker"
+
+
+def test_redelivery_while_leased_is_bounced_not_run(submit, run, redis, engine):
+    job = submit()
+    holder = JobLease(redis, job.id, ttl_s=5)
+    assert holder.acquire()
+    before = engine.stats()["total_requests"]
+    outcome = run(job.id)
+    holder.release()
+    assert outcome.retry_in_s is not None and outcome.retry_in_s > 1
+    assert outcome.job.status is JobStatus.QUEUED and outcome.job.attempts == 0
+    assert engine.stats()["total_requests"] == before
+
+
+def test_run_after_a_dead_worker_counts_the_loss(submit, run, store):
+    job = submit()
+    # A worker took it and died: running, attempts 1, lease gone.
+    store.save(job.evolve(status=JobStatus.RUNNING, attempts=1))
+    done = run(job.id).job
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 2 and done.lost_runs == 1
+
+
+def test_poison_job_fails_as_worker_lost(submit, run, store):
+    job = submit()
+    store.save(job.evolve(status=JobStatus.RUNNING, attempts=3, lost_runs=2))
+    done = run(job.id, max_lost=3).job
+    assert done.status is JobStatus.FAILED and done.error["code"] == "worker_lost"
+    assert "3 times" in done.error["message"]
+
+
+def test_reaper_requeues_running_jobs_without_lease(submit, store, registry, clock, redis):
+    orphan = store.save(submit().evolve(status=JobStatus.RUNNING, attempts=1,
+                                        started_at=clock.now()))
+    alive = store.save(submit().evolve(status=JobStatus.RUNNING, attempts=1, started_at=clock.now()))
+    JobLease(redis, alive.id, ttl_s=60).acquire()
+    sent = []
+    family = registry.get("smollm2:135m").family
+    kwargs = dict(store=store, registry=registry, clock=clock, dispatch=sent.append, grace_s=10)
+    assert reap_family(family, **kwargs).requeued == 0  # still within the grace period
+    clock.advance(11)
+    report = reap_family(family, **kwargs)
+    assert report.requeued == 1 and [job.id for job in sent] == [orphan.id]
+
+
+def test_reaper_expires_queued_jobs_past_deadline(submit, store, registry, clock):
+    job = submit(timeout_s=5)
+    clock.advance(6)
+    family = registry.get("smollm2:135m").family
+    report = reap_family(family, store=store, registry=registry, clock=clock,
+                         dispatch=lambda job: None, grace_s=10)
+    assert report.expired == 1 and store.get(job.id).status is JobStatus.EXPIRED
