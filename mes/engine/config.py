@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
+from mes.engine.generator import Runner
 DEFAULT_PORT = 11434
 DEFAULT_VERSION = "0.6.5"
 DEFAULT_MODELS = ("llama3.1:8b", "mistral:7b", "phi3:mini", "codellama:7b", "gemma:2b", "smollm2:135m")
@@ -129,6 +130,7 @@ class EngineConfig:
     version: str = DEFAULT_VERSION
     faults: dict[str, Any] = field(default_factory=dict)
     mid_stream_after: int = 3  # tokens sent before a drop/error mid-stream fault fires
+    runner: Runner = field(default_factory=Runner)  # num_ctx/num_batch/num_thread unless a request says
 
     def __post_init__(self) -> None:
         self.models = [m if isinstance(m, ModelSpec) else ModelSpec.named(str(m)) for m in self.models]
@@ -136,6 +138,14 @@ class EngineConfig:
     def with_models(self, names: Iterable[str | ModelSpec]) -> "EngineConfig":
         """Return a copy serving NAMES instead of the current catalogue."""
         return replace(self, models=list(names))
+
+    def add_model(self, name: str) -> ModelSpec:
+        """Add NAME to the catalogue (a pulled model) unless present; return its spec."""
+        spec = self.model(name)
+        if spec is None:
+            spec = ModelSpec.named(name)
+            self.models = [*self.models, spec]  # a new list: readers iterate without a lock
+        return spec
 
     def model(self, name: str) -> ModelSpec | None:
         """Look a requested model name up in the catalogue (case-insensitive, `:latest` implied)."""

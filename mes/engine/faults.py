@@ -1,6 +1,7 @@
-"""Injected faults for tests: failures, hangs and broken streams, set over HTTP or at startup.
+"""Injected faults for tests: failures, hangs, broken streams, bad JSON and refused connections.
 
-Keys (missing keys leave a fault unchanged on update):
+Set over HTTP (``POST /mes-engine/faults``) or at startup (``MES_ENGINE_FAULTS``). Keys
+(missing keys leave a fault unchanged on update):
 
 - ``fail_next`` (int): the next N generate/chat requests answer ``fail_status`` with
   ``{"error": "simulated failure"}`` before touching the scheduler.
@@ -13,14 +14,24 @@ Keys (missing keys leave a fault unchanged on update):
   ``{"error": "simulated mid-stream failure"}`` line after a few tokens (non-streaming
   ones answer 500 with that body).
 - ``load_ms`` (float or null): overrides every model's load latency; null removes it.
+- ``refuse_s`` (float): close the listening socket now, so new connections are refused,
+  and listen again on the same port after that many seconds. Connections already open
+  keep working. Reading the faults shows the seconds left; clearing them listens again.
+- ``bad_json_next`` (int): the next N generate/chat requests that carry a ``format``
+  answer broken JSON of the kind ``bad_json_kind`` says.
+- ``bad_json_kind`` (str, default "invalid"): "invalid" (syntactically invalid JSON),
+  "fenced" (a valid document in a json code fence with prose around it), "truncated"
+  (a document cut off mid-way) or "prose" (plain prose, no JSON at all).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Mapping
 
 _POLL_S = 0.05
+BAD_JSON_KINDS = ("invalid", "fenced", "truncated", "prose")
 DEFAULTS: dict[str, Any] = {
     "fail_next": 0,
     "fail_status": 500,
@@ -28,7 +39,16 @@ DEFAULTS: dict[str, Any] = {
     "drop_mid_stream": 0,
     "error_mid_stream": 0,
     "load_ms": None,
+    "refuse_s": 0.0,
+    "bad_json_next": 0,
+    "bad_json_kind": "invalid",
 }
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{key} must be a non-negative number")
+    return float(value)
 
 
 def _check(key: str, value: Any) -> Any:
@@ -37,11 +57,13 @@ def _check(key: str, value: Any) -> Any:
             raise ValueError("hang must be a boolean")
         return value
     if key == "load_ms":
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError("load_ms must be a non-negative number or null")
-        return float(value)
+        return None if value is None else _number(key, value)
+    if key == "refuse_s":
+        return _number(key, value)
+    if key == "bad_json_kind":
+        if value not in BAD_JSON_KINDS:
+            raise ValueError(f"bad_json_kind must be one of: {', '.join(BAD_JSON_KINDS)}")
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{key} must be a non-negative integer")
     if key == "fail_status" and not 400 <= value <= 599:
@@ -50,11 +72,19 @@ def _check(key: str, value: Any) -> Any:
 
 
 class Faults:
-    """Hold the current faults; every method is thread-safe."""
+    """Hold the current faults; every method is thread-safe.
 
-    def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
+    ``on_refuse`` is called (outside the lock) after an update that starts a refusal
+    window; the server uses it to close its listening socket before the update returns.
+    """
+
+    def __init__(self, initial: Mapping[str, Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._cond = threading.Condition()
+        self._clock = clock
         self._state = dict(DEFAULTS)
+        self._refuse_until = 0.0
+        self.on_refuse: Callable[[], None] | None = None
         if initial:
             self.update(initial)
 
@@ -66,28 +96,48 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault(s): {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
         checked = {key: _check(key, value) for key, value in changes.items()}
+        refuse = checked.pop("refuse_s", None)
         with self._cond:
             self._state.update(checked)
+            if refuse is not None:
+                self._refuse_until = self._clock() + refuse if refuse > 0 else 0.0
             self._cond.notify_all()
-            return dict(self._state)
+        if refuse and self.on_refuse is not None:
+            self.on_refuse()
+        return self.snapshot()
 
     def clear(self) -> dict[str, Any]:
-        """Remove every fault and wake hung requests."""
+        """Remove every fault, wake hung requests and end a refusal window."""
         with self._cond:
             self._state = dict(DEFAULTS)
+            self._refuse_until = 0.0
             self._cond.notify_all()
-            return dict(self._state)
+        return self.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
-        """Return the current faults."""
+        """Return the current faults (``refuse_s`` is the time left in the refusal window)."""
         with self._cond:
-            return dict(self._state)
+            return {**self._state, "refuse_s": round(self._refuse_left_locked(), 3)}
+
+    def _refuse_left_locked(self) -> float:
+        return max(0.0, self._refuse_until - self._clock())
 
     @property
     def load_ms(self) -> float | None:
         """Return the load latency override, if any."""
         with self._cond:
             return self._state["load_ms"]
+
+    def refusing(self) -> bool:
+        """Return True while a refusal window is open."""
+        with self._cond:
+            return self._refuse_left_locked() > 0
+
+    def wait_while_refusing(self, should_stop: Callable[[], bool]) -> None:
+        """Block until the refusal window ends (or is cleared), or should_stop() turns true."""
+        with self._cond:
+            while self._refuse_left_locked() > 0 and not should_stop():
+                self._cond.wait(min(_POLL_S, self._refuse_left_locked()))
 
     def take_failure(self) -> int | None:
         """Consume one `fail_next` and return the status to answer with, or None."""
@@ -105,6 +155,14 @@ class Faults:
                     self._state[key] -= 1
                     return kind
             return None
+
+    def take_bad_json(self) -> str | None:
+        """Consume one `bad_json_next` and return its kind, or None."""
+        with self._cond:
+            if self._state["bad_json_next"] <= 0:
+                return None
+            self._state["bad_json_next"] -= 1
+            return self._state["bad_json_kind"]
 
     def wait_while_hung(self, should_stop: Callable[[], bool]) -> bool:
         """Block while `hang` is set; return False if should_stop() turned true first."""

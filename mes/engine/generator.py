@@ -2,24 +2,63 @@
 
 A generator turns (model, prompt or messages, options, format) into token strings.
 The server owns everything around it: scheduling, `num_predict` and `stop` enforcement
-(`Shaper`), streaming and statistics. `simulated.SimulatedGenerator` is the first
-implementation; a llama.cpp one can slot in behind the same four methods.
+(`Shaper`), streaming and statistics. Two implementations exist:
+`simulated.SimulatedGenerator` (deterministic text, configurable latency) and
+`llamacpp.LlamaCppGenerator` (real GGUF models through llama-cpp-python).
+
+Runner options (`num_ctx`, `num_batch`, `num_thread`) are fixed when a model loads, as in
+Ollama: a request that asks for different ones makes the scheduler reload the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 ShouldStop = Callable[[], bool]
+# Ollama 0.6's defaults; num_thread 0 means one thread per CPU core.
+DEFAULT_NUM_CTX = 2048
+DEFAULT_NUM_BATCH = 512
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Hold the options a model is loaded with; a different Runner means a reload."""
+
+    num_ctx: int = DEFAULT_NUM_CTX
+    num_batch: int = DEFAULT_NUM_BATCH
+    num_thread: int = 0
+
+    @property
+    def threads(self) -> int:
+        """Return the thread count to use (num_thread, or every core when 0)."""
+        return self.num_thread if self.num_thread > 0 else (os.cpu_count() or 1)
+
+    def merged(self, options: Mapping[str, Any]) -> "Runner":
+        """Return this runner with the runner options of a request's OPTIONS applied."""
+        values = {}
+        for key in ("num_ctx", "num_batch", "num_thread"):
+            value = options.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if value > 0 or (key == "num_thread" and value == 0):
+                values[key] = int(value)
+        return Runner(**{**self.__dict__, **values})
 
 
 @dataclass
 class Generation:
-    """Hold what a generator returns: the prompt size and a lazy iterator of token strings."""
+    """Hold what a generator returns: the prompt size and a lazy iterator of token strings.
+
+    A generator may set `done_reason` (e.g. "length" when the context window filled up)
+    and `context` (the token ids of prompt and reply) by the time the iterator ends.
+    """
 
     prompt_eval_count: int
     tokens: Iterator[str]
+    done_reason: str | None = None
+    context: list[int] | None = field(default=None)
 
     def close(self) -> None:
         """Stop the token iterator early (releases a backend's decode loop)."""
@@ -28,11 +67,23 @@ class Generation:
             closer()
 
 
+@dataclass
+class Embeddings:
+    """Hold the vectors of an embed request and the number of tokens they took."""
+
+    vectors: list[list[float]]
+    prompt_eval_count: int
+
+
+class PullError(Exception):
+    """Raise when a model cannot be pulled; the message is Ollama's wording."""
+
+
 class Generator(Protocol):
     """Load models and produce tokens; implementations must be safe to call from many threads."""
 
-    def load(self, model: str) -> None:
-        """Bring MODEL into memory; called once per load by the scheduler, never concurrently for one model."""
+    def load(self, model: str, runner: Runner) -> None:
+        """Bring MODEL into memory with RUNNER's options; never called concurrently for one model."""
 
     def unload(self, model: str) -> None:
         """Release MODEL's memory."""
@@ -46,8 +97,18 @@ class Generator(Protocol):
         options: Mapping[str, Any],
         format: str | Mapping[str, Any] | None,
         should_stop: ShouldStop,
+        raw: bool = False,
     ) -> Generation:
-        """Process PROMPT (a string, or chat messages) and return a Generation; stop early when should_stop()."""
+        """Process PROMPT (a string, or chat messages) and return a Generation; stop early when should_stop().
+
+        A string prompt is wrapped in the model's chat template (with SYSTEM) unless RAW.
+        """
+
+    def embed(self, model: str, texts: Sequence[str], *, options: Mapping[str, Any], truncate: bool) -> Embeddings:
+        """Return one unit-length vector per text; raises ValueError for input that does not fit."""
+
+    def pull(self, model: str, should_stop: ShouldStop) -> Iterator[dict[str, Any]]:
+        """Yield Ollama's pull progress objects for MODEL; raises PullError when it cannot be had."""
 
 
 def stop_strings(options: Mapping[str, Any]) -> list[str]:

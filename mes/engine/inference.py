@@ -3,105 +3,18 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from mes.engine import protocol as wire
+from mes.engine.bad_json import corrupt, split_text
 from mes.engine.config import ModelSpec
 from mes.engine.generator import Generation, Shaper, num_predict, stop_strings
+from mes.engine.request import BadRequest, InferenceRequest, parse_request
 from mes.engine.scheduler import Cancelled, Lease, QueueFull
 
 if TYPE_CHECKING:
     from mes.engine.server import EngineServer
     from mes.engine.transport import Exchange
-
-
-class BadRequest(Exception):
-    """Raise for a request Ollama would reject before scheduling it."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class InferenceRequest:
-    """Hold one parsed generate/chat request."""
-
-    kind: str  # "generate" or "chat"
-    model: str  # as the client spelled it; echoed back in replies
-    prompt: str | Sequence[Mapping[str, Any]]
-    system: str | None
-    options: Mapping[str, Any]
-    format: str | Mapping[str, Any] | None
-    stream: bool
-    keep_alive: float
-    keep_alive_given: bool
-    raw: bool
-
-    @property
-    def empty(self) -> bool:
-        """Return True for a load/unload request (empty prompt or no messages)."""
-        return not self.prompt
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-def _field(body: Mapping[str, Any], key: str, types: tuple[type, ...], struct: str, go_type: str, default: Any) -> Any:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        # Same wording as Go's encoding/json, which is what Ollama answers with.
-        raise BadRequest(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
-                         f"{struct}.{key} of type {go_type}")
-    return value
-
-
-def parse_request(kind: str, body: Any, default_keep_alive: float) -> InferenceRequest:
-    """Validate BODY the way Ollama's handlers do; raises BadRequest."""
-    struct = "GenerateRequest" if kind == "generate" else "ChatRequest"
-    if not isinstance(body, dict):
-        raise BadRequest(f"json: cannot unmarshal {_json_kind(body)} into Go value of type api.{struct}")
-    model = _field(body, "model", (str,), struct, "string", "")
-    if not model:
-        raise BadRequest(wire.ERR_MODEL_REQUIRED)
-    options = _field(body, "options", (dict,), struct, "map[string]interface {}", {})
-    stream = _field(body, "stream", (bool,), struct, "bool", True)
-    raw = _field(body, "raw", (bool,), struct, "bool", False)
-    fmt = body.get("format")
-    if fmt == "":
-        fmt = None
-    if fmt is not None and fmt != "json" and not isinstance(fmt, dict):
-        raise BadRequest(wire.err_invalid_format(fmt))
-    try:
-        keep_alive = wire.parse_keep_alive(body.get("keep_alive"), default_keep_alive)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
-    if kind == "generate":
-        prompt: Any = _field(body, "prompt", (str,), struct, "string", "")
-        system = _field(body, "system", (str,), struct, "string", None)
-    else:
-        prompt = _field(body, "messages", (list,), struct, "[]api.Message", [])
-        for message in prompt:
-            if not isinstance(message, dict):
-                raise BadRequest(f"json: cannot unmarshal {_json_kind(message)} into Go struct field "
-                                 "ChatRequest.messages of type api.Message")
-            _field(message, "role", (str,), "Message", "string", "")
-            _field(message, "content", (str,), "Message", "string", "")
-        system = None
-    keep_alive_given = body.get("keep_alive") is not None
-    return InferenceRequest(kind, model, prompt, system, options, fmt, stream, keep_alive, keep_alive_given, raw)
 
 
 def handle(engine: "EngineServer", ex: "Exchange", kind: str) -> None:
@@ -131,20 +44,11 @@ def handle(engine: "EngineServer", ex: "Exchange", kind: str) -> None:
     def should_stop() -> bool:
         return engine.stopping or ex.client_gone()
 
+    runner = engine.config.runner.merged(req.options)
     if req.empty:
-        return _lifecycle(engine, ex, req, spec, should_stop)
-    try:
-        lease = scheduler.acquire(spec.name, req.keep_alive, should_stop)
-    except QueueFull:
-        scheduler.note_outcome(spec.name, "failed")
-        ex.send_json(503, {"error": wire.ERR_SERVER_BUSY})
-        return
-    except Cancelled:
-        scheduler.note_outcome(spec.name, "cancelled")
-        return
-    except Exception as exc:  # a generator that failed to load
-        scheduler.note_outcome(spec.name, "failed")
-        ex.send_json(500, {"error": str(exc)})
+        return _lifecycle(engine, ex, req, spec, should_stop, runner)
+    lease = acquire(engine, ex, spec.name, req.keep_alive, should_stop, runner)
+    if lease is None:
         return
     run = _Run(engine, ex, req, spec, lease, should_stop, started)
     outcome = "failed"
@@ -162,7 +66,7 @@ def handle(engine: "EngineServer", ex: "Exchange", kind: str) -> None:
 
 
 def _lifecycle(engine: "EngineServer", ex: "Exchange", req: InferenceRequest, spec: ModelSpec,
-               should_stop: Callable[[], bool]) -> None:
+               should_stop: Callable[[], bool], runner: Any) -> None:
     if req.keep_alive_given and req.keep_alive == 0:
         engine.scheduler.unload(spec.name)
         ex.send_json(200, wire.lifecycle_reply(req.kind, req.model, "unload"))
@@ -170,16 +74,24 @@ def _lifecycle(engine: "EngineServer", ex: "Exchange", req: InferenceRequest, sp
     if not engine.faults.wait_while_hung(should_stop):
         engine.scheduler.note_outcome(spec.name, "cancelled")
         return
+    if acquire(engine, ex, spec.name, req.keep_alive, should_stop, runner, generation=False) is not None:
+        ex.send_json(200, wire.lifecycle_reply(req.kind, req.model, "load"))
+
+
+def acquire(engine: "EngineServer", ex: "Exchange", name: str, keep_alive: float, should_stop: Callable[[], bool],
+            runner: Any, generation: bool = True) -> Lease | None:
+    """Get a scheduler lease for NAME, or answer the client (503, load error) and return None."""
     try:
-        engine.scheduler.acquire(spec.name, req.keep_alive, should_stop, generation=False)
+        return engine.scheduler.acquire(name, keep_alive, should_stop, generation=generation, runner=runner)
     except QueueFull:
-        engine.scheduler.note_outcome(spec.name, "failed")
+        engine.scheduler.note_outcome(name, "failed")
         ex.send_json(503, {"error": wire.ERR_SERVER_BUSY})
-        return
     except Cancelled:
-        engine.scheduler.note_outcome(spec.name, "cancelled")
-        return
-    ex.send_json(200, wire.lifecycle_reply(req.kind, req.model, "load"))
+        engine.scheduler.note_outcome(name, "cancelled")
+    except Exception as exc:  # a generator that failed to load
+        engine.scheduler.note_outcome(name, "failed")
+        ex.send_json(500, {"error": str(exc)})
+    return None
 
 
 class _Run:
@@ -219,19 +131,37 @@ class _Run:
         loaded = time.perf_counter_ns()
         self.generation = self.engine.generator.generate(
             self.spec.name, self.req.prompt, system=self.req.system, options=self.req.options,
-            format=self.req.format, should_stop=self.should_stop,
+            format=self.req.format, should_stop=self.should_stop, raw=self.req.raw,
         )
         self.prompt_done = time.perf_counter_ns()
         self.prompt_ns = max(1, self.prompt_done - loaded)
         self.prompt_count = self.generation.prompt_eval_count
-        self.shaper = Shaper(self.generation.tokens, num_predict(self.req.options), stop_strings(self.req.options))
+        limit, stops = num_predict(self.req.options), stop_strings(self.req.options)
+        bad_json = self.engine.faults.take_bad_json() if self.req.format is not None else None
+        if bad_json:
+            self.shaper = Shaper(self._broken(bad_json, limit, stops), None, [])
+        else:
+            self.shaper = Shaper(self.generation.tokens, limit, stops)
         fault = self.engine.faults.take_mid_stream()
         return self._stream(self.shaper, fault) if self.req.stream else self._collect(self.shaper, fault)
+
+    def _broken(self, kind: str, limit: int | None, stops: list[str]) -> Iterator[str]:
+        # The bad_json fault: let the generator finish its reply, then break it.
+        assert self.generation is not None
+        text = "".join(Shaper(self.generation.tokens, limit, stops))
+        if self.should_stop():
+            return iter(())
+        return iter(split_text(corrupt(text, kind)))
+
+    def _done_reason(self, shaper: Shaper) -> str:
+        # The generator may know better why its tokens ended (a full context window).
+        reason = self.generation.done_reason if self.generation is not None else None
+        return reason if shaper.done_reason == "stop" and reason else shaper.done_reason
 
     def _final(self, shaper: Shaper, text: str) -> dict[str, Any]:
         now = time.perf_counter_ns()
         stats = wire.Stats(
-            done_reason=shaper.done_reason,
+            done_reason=self._done_reason(shaper),
             total_duration=max(1, now - self.started),
             load_duration=self.lease.load_ns,
             prompt_eval_count=self.prompt_count,
@@ -241,7 +171,8 @@ class _Run:
         )
         context = None
         if self.req.kind == "generate" and not self.req.raw:
-            context = wire.context_tokens(f"{self.req.prompt} {''.join(self.text)}")
+            context = (self.generation.context if self.generation is not None and self.generation.context is not None
+                       else wire.context_tokens(f"{self.req.prompt} {''.join(self.text)}"))
         return wire.final(self.req.kind, self.req.model, stats, text, context)
 
     def _stream(self, shaper: Shaper, fault: str | None) -> str:

@@ -23,6 +23,7 @@ ERR_MISSING_BODY = "missing request body"
 ERR_SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded"
 ERR_SIMULATED = "simulated failure"
 ERR_SIMULATED_MID_STREAM = "simulated mid-stream failure"
+ERR_PULL_NOT_FOUND = "pull model manifest: file does not exist"
 
 NDJSON = "application/x-ndjson"
 JSON = "application/json; charset=utf-8"
@@ -215,3 +216,36 @@ def lifecycle_reply(kind: str, model: str, reason: str) -> dict[str, Any]:
 def context_tokens(text: str) -> list[int]:
     """Return stand-in token ids for TEXT (the deprecated `context` field)."""
     return [int.from_bytes(hashlib.blake2s(w.encode(), digest_size=4).digest(), "big") % 128_000 for w in text.split()]
+
+
+def progress(status: str, digest: str | None = None, total: int | None = None,
+             completed: int | None = None) -> dict[str, Any]:
+    """Return one /api/pull progress object; empty fields are left out, as Go's omitempty does."""
+    body: dict[str, Any] = {"status": status}
+    if digest:
+        body["digest"] = digest
+    if total:
+        body["total"] = total
+    if completed:
+        body["completed"] = completed
+    return body
+
+
+def pulling(digest: str) -> str:
+    """Return the status of a layer download ("pulling 8eeb52dfb3bb")."""
+    return f"pulling {digest.removeprefix('sha256:')[:12]}"
+
+
+def pull_epilogue() -> list[dict[str, Any]]:
+    """Return the progress objects that follow the downloads, ending with success."""
+    return [progress("verifying sha256 digest"), progress("writing manifest"),
+            progress("removing any unused layers"), progress("success")]
+
+
+def embed_reply(model: str, vectors: list[list[float]], total_ns: int, load_ns: int,
+                prompt_eval_count: int) -> dict[str, Any]:
+    """Return the body of POST /api/embed."""
+    body: dict[str, Any] = {"model": model, "embeddings": vectors}
+    if vectors:
+        body.update(total_duration=total_ns, load_duration=load_ns, prompt_eval_count=prompt_eval_count)
+    return body

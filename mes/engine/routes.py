@@ -1,10 +1,11 @@
-"""URL table: Ollama's read-only endpoints, generate/chat, and the /mes-engine admin endpoints."""
+"""URL table: Ollama's read-only endpoints, generate/chat, embed, pull, and the /mes-engine admin endpoints."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from mes.engine import inference
+from mes.engine import embed as embedding
+from mes.engine import inference, pull
 from mes.engine import protocol as wire
 
 if TYPE_CHECKING:
@@ -69,6 +70,21 @@ def chat(engine: "EngineServer", ex: "Exchange") -> None:
     inference.handle(engine, ex, "chat")
 
 
+def embed(engine: "EngineServer", ex: "Exchange") -> None:
+    """Serve POST /api/embed."""
+    embedding.handle(engine, ex)
+
+
+def embeddings(engine: "EngineServer", ex: "Exchange") -> None:
+    """Serve the legacy POST /api/embeddings."""
+    embedding.handle(engine, ex, legacy=True)
+
+
+def pull_model(engine: "EngineServer", ex: "Exchange") -> None:
+    """Serve POST /api/pull."""
+    pull.handle(engine, ex)
+
+
 def stats(engine: "EngineServer", ex: "Exchange") -> None:
     """Report counters, resident models and faults."""
     ex.send_json(200, engine.stats())
@@ -110,6 +126,9 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/api/show": {"POST": show},
     "/api/generate": {"POST": generate},
     "/api/chat": {"POST": chat},
+    "/api/embed": {"POST": embed},
+    "/api/embeddings": {"POST": embeddings},
+    "/api/pull": {"POST": pull_model},
     "/mes-engine/stats": {"GET": stats},
     "/mes-engine/faults": {"GET": get_faults, "POST": set_faults, "DELETE": clear_faults},
     "/mes-engine/reset": {"POST": reset},

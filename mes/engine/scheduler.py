@@ -4,7 +4,10 @@ Mirrors Ollama's scheduler closely enough for clients to notice the same behavio
 `num_parallel` generations per model, at most `max_queue` requests waiting (beyond that
 `QueueFull`, which the server turns into 503), at most `max_loaded_models` resident
 (loading another evicts the least recently used idle one, or waits for one to go idle).
-Expiry is lazy: it is applied whenever the scheduler is consulted.
+A request whose runner options (`num_ctx`, ...) differ from the loaded model's waits for
+the model to go idle, then reloads it; meanwhile no new request gets a slot on the old
+runner, so the reload cannot starve. Expiry is lazy: it is applied whenever the
+scheduler is consulted.
 
 All counters are changed under one lock so tests can assert on them exactly.
 """
@@ -15,7 +18,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from mes.engine.config import EngineConfig
 
@@ -46,6 +49,8 @@ class _Model:
         self.name = name
         self.loaded = False
         self.loading = False
+        self.runner: Hashable = None  # what the model was loaded with
+        self.reloaders = 0  # waiters that need a different runner
         self.unload_requested = False
         self.active = 0
         self.max_active = 0
@@ -68,7 +73,7 @@ class Scheduler:
     def __init__(
         self,
         config: EngineConfig,
-        load: Callable[[str], None],
+        load: Callable[[str, Any], None],
         unload: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -104,13 +109,15 @@ class Scheduler:
         with self._cond:
             self._model(name).counts[outcome] += 1
 
-    def acquire(self, name: str, keep_alive: float, should_stop: Callable[[], bool], generation: bool = True) -> Lease:
-        """Wait until NAME is loaded (loading it if needed) and, for a generation, a slot is free.
+    def acquire(self, name: str, keep_alive: float, should_stop: Callable[[], bool], generation: bool = True,
+                runner: Hashable = None) -> Lease:
+        """Wait until NAME is loaded with RUNNER (loading it if needed) and, for a generation, a slot is free.
 
         A lease with generation=False (a plain load request) holds no slot and needs no release.
         """
         state = None
         queued = False
+        reloading = False
         with self._cond:
             state = self._model(name)
             try:
@@ -118,10 +125,18 @@ class Scheduler:
                     self._expire_locked()
                     if should_stop():
                         raise Cancelled()
-                    if state.loaded and (not generation or state.active < self._slots(name)):
+                    same = state.runner == runner
+                    if state.loaded and not same and not reloading:
+                        reloading = True
+                        state.reloaders += 1
+                    if (state.loaded and same and (reloading or state.reloaders == 0)
+                            and (not generation or state.active < self._slots(name))):
                         return self._grant_locked(state, keep_alive, generation, 0)
+                    if state.loaded and not same and state.active == 0 and not state.loading:
+                        self._unload_locked(state)  # a runner option changed: reload, as Ollama does
                     if not state.loaded and not state.loading and self._make_room_locked():
                         state.loading = True
+                        state.runner = runner
                         break
                     if not queued:
                         if self._waiting >= self._config.max_queue:
@@ -134,10 +149,13 @@ class Scheduler:
                 if queued:
                     self._waiting -= 1
                     state.waiting -= 1
+                if reloading:
+                    state.reloaders -= 1
+                    self._cond.notify_all()
         # Load outside the lock so other models, stats and ps stay responsive meanwhile.
         started = time.perf_counter_ns()
         try:
-            self._load(name)
+            self._load(name, runner)
         except BaseException:
             with self._cond:
                 state.loading = False

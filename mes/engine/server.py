@@ -14,6 +14,9 @@ Start it inside a test on a free port and point any Ollama client at ``engine.ur
 Without ``with``: ``engine = EngineServer(cfg).start()`` ... ``engine.shutdown()``.
 ``serve_forever()`` serves on the calling thread instead (the CLI does that via start()).
 The socket is bound in the constructor, so ``engine.port`` is real even before start().
+
+The ``refuse_s`` fault closes the listening socket for a while: ``serve_forever`` then
+waits for the window to end and listens again on the same port with a fresh socket.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ class EngineServer:
         self._serving = threading.Event()
         self._thread: threading.Thread | None = None
         self._httpd = EngineHTTPServer((self.config.host, self.config.port), self)
+        # Guards the listening socket: a reopen never races shutdown's close.
+        self._listen_lock = threading.Lock()
+        self._refuse_requested = False
+        self._listening = True
+        self._in_loop = False
+        self._listener_closed = threading.Event()
+        self.faults.on_refuse = self._begin_refusal
+        if self.faults.refusing():  # a refusal from the startup faults begins now
+            self._httpd.close_listener()
+            self._listening = False
 
     @property
     def host(self) -> str:
@@ -73,22 +86,68 @@ class EngineServer:
         return self
 
     def serve_forever(self) -> None:
-        """Serve on the calling thread until shutdown()."""
+        """Serve on the calling thread until shutdown(), sitting out refusal windows."""
         self._serving.set()
         try:
-            self._httpd.serve_forever(poll_interval=0.1)
+            while True:
+                if self._refuse_requested or self.faults.refusing() or not self._listening:
+                    self._sit_out_refusal()
+                with self._listen_lock:
+                    # Decided under the lock so shutdown() knows whether to stop the loop.
+                    if self._stopping.is_set() or not self._listening:
+                        break
+                    self._in_loop = True
+                try:
+                    self._httpd.serve_forever(poll_interval=0.1)
+                finally:
+                    with self._listen_lock:
+                        self._in_loop = False
         finally:
             self._serving.clear()
+            self._listener_closed.set()
+
+    def _begin_refusal(self) -> None:
+        # Called by Faults.update from a request thread: stop the accept loop and return
+        # once the listening socket is closed, so the caller's next connect is refused.
+        with self._listen_lock:
+            if not self._in_loop or self._stopping.is_set():
+                return  # not serving yet, or already refusing: the loop reads the window itself
+            self._listener_closed.clear()
+            self._refuse_requested = True
+        self._httpd.shutdown()
+        self._listener_closed.wait(5)
+
+    def _sit_out_refusal(self) -> None:
+        with self._listen_lock:
+            self._refuse_requested = False
+            self._listening = False
+            self._httpd.close_listener()
+        self._listener_closed.set()
+        self.faults.wait_while_refusing(self._stopping.is_set)
+        while not self._stopping.is_set():
+            with self._listen_lock:
+                if self._stopping.is_set():
+                    return
+                try:
+                    self._httpd.reopen()
+                    self._listening = True
+                    return
+                except OSError:
+                    pass  # someone holds the port for a moment; try again
+            self._stopping.wait(0.05)
 
     def shutdown(self) -> None:
         """Stop serving, interrupt running requests, close every connection and the socket."""
         if self._stopping.is_set():
             return
         self._stopping.set()
-        if self._thread is not None or self._serving.is_set():
-            self._httpd.shutdown()  # returns once serve_forever has exited (or never entered its loop)
+        with self._listen_lock:
+            in_loop = self._in_loop
+        if in_loop:
+            self._httpd.shutdown()  # returns once the accept loop has exited
         self._httpd.close_connections()
-        self._httpd.server_close()
+        with self._listen_lock:
+            self._httpd.server_close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 

@@ -4,23 +4,26 @@ The reply depends only on (model, prompt or messages, system, options.seed); wit
 `temperature: 0` the seed is ignored too, as greedy decoding would. Plain replies are
 `response_tokens` words (16 by default), each token a word with a leading space.
 `format: "json"` yields a JSON object and a schema `format` yields a document valid
-against the schema, streamed in small pieces like any other text.
+against the schema, streamed in small pieces like any other text. Embeddings are
+deterministic unit vectors; pulls succeed at once for any name, with progress lines.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import math
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from mes.engine.bad_json import split_text
 from mes.engine.config import EngineConfig, ModelSpec
-from mes.engine.generator import Generation, ShouldStop
+from mes.engine import protocol as wire
+from mes.engine.generator import Embeddings, Generation, Runner, ShouldStop
 from mes.engine.schema_instance import instance_for
 from mes.engine.words import HashRng
 
-_JSON_PIECES = re.compile(r"\s*(?:[A-Za-z0-9_.+\-]+|\S)")
 _SLEEP_SLICE = 0.05  # how often a long simulated wait looks at should_stop
+EMBED_DIM = 768
 
 
 def sleep_unless(seconds: float, should_stop: ShouldStop | None = None) -> bool:
@@ -45,13 +48,6 @@ def prompt_token_count(prompt: str | Sequence[Mapping[str, Any]], system: str | 
     return max(1, sum(len(t.split()) for t in texts))
 
 
-def split_json(text: str) -> list[str]:
-    """Split JSON text into token-sized pieces whose concatenation is exactly TEXT."""
-    pieces = _JSON_PIECES.findall(text)
-    rest = text[len("".join(pieces)) :]
-    return pieces + ([rest] if rest else [])
-
-
 class SimulatedGenerator:
     """Generate deterministic text, sleeping to imitate load, prompt and per-token latency."""
 
@@ -62,7 +58,7 @@ class SimulatedGenerator:
     def _spec(self, model: str) -> ModelSpec:
         return self._config.model(model) or ModelSpec.named(model)
 
-    def load(self, model: str) -> None:
+    def load(self, model: str, runner: Runner | None = None) -> None:
         """Pretend to read weights: sleep load_ms (or the fault override)."""
         override = self._load_ms_override()
         ms = override if override is not None else self._config.latency(self._spec(model), "load_ms")
@@ -80,6 +76,7 @@ class SimulatedGenerator:
         options: Mapping[str, Any] | None = None,
         format: str | Mapping[str, Any] | None = None,
         should_stop: ShouldStop = lambda: False,
+        raw: bool = False,
     ) -> Generation:
         """Sleep for prompt processing, then return a Generation that sleeps token_ms per token."""
         spec = self._spec(model)
@@ -106,14 +103,34 @@ class SimulatedGenerator:
         seed = None if options.get("temperature") == 0 else options.get("seed")
         rng = HashRng("mes-engine", spec.name, prompt, system or "", seed)
         if isinstance(format, Mapping):
-            return split_json(json.dumps(instance_for(dict(format), rng)))
+            return split_text(json.dumps(instance_for(dict(format), rng)))
         if format == "json":
             doc = {"answer": " ".join(rng.words(6)), "confidence": round(rng.random(), 2), "keywords": rng.words(2)}
-            return split_json(json.dumps(doc))
+            return split_text(json.dumps(doc))
         words = rng.words(self._config.tokens_for(spec))
         words[0] = words[0].capitalize()
         words[-1] += "."
         return [" " + w for w in words]
+
+    def embed(self, model: str, texts: Sequence[str], *, options: Mapping[str, Any] | None = None,
+              truncate: bool = True) -> Embeddings:
+        """Return a deterministic unit vector per text (EMBED_DIM long)."""
+        vectors = []
+        for text in texts:
+            rng = HashRng("mes-engine-embed", self._spec(model).name, text)
+            vector = [rng.random() * 2.0 - 1.0 for _ in range(EMBED_DIM)]
+            norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+            vectors.append([v / norm for v in vector])
+        return Embeddings(vectors, sum(prompt_token_count(t, None) for t in texts))
+
+    def pull(self, model: str, should_stop: ShouldStop = lambda: False) -> Iterator[dict[str, Any]]:
+        """Pretend to download MODEL: manifest, one layer in quarters, verify, write, success."""
+        spec = self._spec(model)
+        digest = "sha256:" + spec.digest
+        yield wire.progress("pulling manifest")
+        for quarter in range(5):
+            yield wire.progress(wire.pulling(digest), digest, spec.size, spec.size * quarter // 4)
+        yield from wire.pull_epilogue()
 
     @staticmethod
     def _emit(pieces: list[str], token_s: float, should_stop: ShouldStop) -> Iterator[str]:

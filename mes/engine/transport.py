@@ -202,6 +202,21 @@ class EngineHTTPServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def close_listener(self) -> None:
+        """Close the listening socket so new connections are refused (open ones carry on)."""
+        self.socket.close()
+
+    def reopen(self) -> None:
+        """Listen again on the same address with a fresh socket; raises OSError if taken."""
+        sock = socket.socket(self.address_family, self.socket_type)
+        self.socket = sock
+        try:
+            self.server_bind()
+            self.server_activate()
+        except OSError:
+            sock.close()
+            raise
+
     def close_connections(self) -> None:
         """Shut down every open connection so idle keep-alive threads exit."""
         with self._connections_lock:

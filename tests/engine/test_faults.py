@@ -133,3 +133,103 @@ def test_startup_faults_come_from_config(make_engine, http):
     engine = make_engine(faults={"fail_next": 1, "fail_status": 502})
     assert post(engine, http).status_code == 502
     assert post(engine, http).status_code == 200
+
+
+def connect_refused(engine) -> bool:
+    try:
+        socket.create_connection((engine.host, engine.port), timeout=2).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_refuse_s_closes_the_listener_then_listens_again(engine, http, wait_until):
+    assert post(engine, http).status_code == 200
+    with requests.Session() as admin:
+        state = admin.post(engine.url + "/mes-engine/faults", json={"refuse_s": 0.5}).json()
+    assert 0 < state["refuse_s"] <= 0.5
+    assert connect_refused(engine)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(engine.url + "/api/version", timeout=2)
+    wait_until(lambda: not connect_refused(engine), what="the engine to listen again")
+    assert requests.get(engine.url + "/api/version", timeout=2).status_code == 200
+    assert engine.faults.snapshot()["refuse_s"] == 0
+
+
+def test_refuse_s_keeps_open_connections_working(engine):
+    with requests.Session() as session:
+        assert session.get(engine.url + "/api/version").status_code == 200  # keep-alive connection
+        engine.faults.update({"refuse_s": 30})
+        assert connect_refused(engine)
+        assert session.get(engine.url + "/api/version").status_code == 200  # same socket still served
+        session.delete(engine.url + "/mes-engine/faults")  # clearing ends the window early
+    wait = requests.get(engine.url + "/api/version", timeout=5)
+    assert wait.status_code == 200
+
+
+def test_refuse_s_from_startup_config(make_engine, wait_until):
+    engine = make_engine(faults={"refuse_s": 0.3})
+    wait_until(lambda: not connect_refused(engine), what="the startup refusal to end")
+    assert requests.get(engine.url + "/", timeout=2).text == "Ollama is running"
+
+
+def test_shutdown_during_a_refusal_window_is_prompt(make_engine):
+    engine = make_engine()
+    engine.faults.update({"refuse_s": 60})
+    assert connect_refused(engine)
+    engine.shutdown()  # the fixture then checks that no engine thread is left
+
+
+SCHEMA = {"type": "object", "properties": {"age": {"type": "integer"}, "name": {"type": "string"}},
+          "required": ["age", "name"]}
+
+
+def structured(engine, http, stream=False, **body):
+    body = {"model": MODEL, "prompt": "Ollama is 22", "format": SCHEMA, "stream": stream, **body}
+    response = http.post(engine.url + "/api/generate", json=body, stream=stream)
+    if not stream:
+        return response.json()["response"]
+    return "".join(json.loads(line)["response"] for line in response.iter_lines() if line)
+
+
+def parses(text):
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
+
+
+def test_bad_json_kinds(engine, http):
+    good = structured(engine, http)
+    doc = json.loads(good)
+    engine.faults.update({"bad_json_next": 1, "bad_json_kind": "invalid"})
+    invalid = structured(engine, http)
+    assert not parses(invalid) and invalid.startswith("{'") and invalid.endswith(",}")
+    engine.faults.update({"bad_json_next": 1, "bad_json_kind": "fenced"})
+    fenced = structured(engine, http, stream=True)
+    inner = fenced.split("```json\n", 1)[1].split("\n```", 1)[0]
+    assert json.loads(inner) == doc and not parses(fenced) and not fenced.startswith("```")
+    engine.faults.update({"bad_json_next": 1, "bad_json_kind": "truncated"})
+    truncated = structured(engine, http)
+    assert not parses(truncated) and json.dumps(doc).startswith(truncated) and len(truncated) < len(good)
+    engine.faults.update({"bad_json_next": 1, "bad_json_kind": "prose"})
+    prose = structured(engine, http)
+    assert not any(c in prose for c in "{}[]") and str(doc["age"]) in prose
+    assert structured(engine, http) == good  # the fault is used up
+
+
+def test_bad_json_spares_requests_without_format(engine, http):
+    engine.faults.update({"bad_json_next": 1, "bad_json_kind": "prose"})
+    plain = post(engine, http).json()["response"]
+    assert len(plain.split()) == 16
+    assert engine.faults.snapshot()["bad_json_next"] == 1
+    broken = structured(engine, http, format="json")
+    assert not any(c in broken for c in "{}"), broken
+    assert engine.faults.snapshot()["bad_json_next"] == 0
+
+
+def test_new_fault_validation(engine, http):
+    for bad in ({"refuse_s": -1}, {"refuse_s": "soon"}, {"bad_json_next": 1.5}, {"bad_json_kind": "weird"}):
+        assert http.post(engine.url + "/mes-engine/faults", json=bad).status_code == 400, bad
+    assert engine.faults.snapshot()["bad_json_kind"] == "invalid"

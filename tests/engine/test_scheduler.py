@@ -131,7 +131,7 @@ class FakeClock:
 def make_scheduler(**config):
     events = []
     clock = FakeClock()
-    scheduler = Scheduler(EngineConfig(**config), lambda m: events.append(("load", m)),
+    scheduler = Scheduler(EngineConfig(**config), lambda m, runner: events.append(("load", m)),
                           lambda m: events.append(("unload", m)), clock=clock)
     return scheduler, clock, events
 
@@ -178,3 +178,41 @@ def test_unit_unload_request_waits_for_running_generation():
     assert scheduler.stats()["loaded_models"] == ["a:1"]
     scheduler.release(lease, "completed")
     assert scheduler.stats()["loaded_models"] == [] and events[-1] == ("unload", "a:1")
+
+
+def test_changing_num_ctx_reloads_the_model(engine, http):
+    first = post(engine, http, options={"num_ctx": 2048})  # the default: no reload
+    again = post(engine, http)
+    assert first.json()["load_duration"] > 0 and again.json()["load_duration"] == 0
+    bigger = post(engine, http, options={"num_ctx": 4096})
+    assert bigger.json()["load_duration"] > 0
+    assert post(engine, http, options={"num_ctx": 4096, "temperature": 0.1}).json()["load_duration"] == 0
+    counters = engine.stats()["models"][MODEL]
+    assert (counters["loads"], counters["unloads"]) == (2, 1)
+    post(engine, http, options={"num_thread": 1})
+    post(engine, http, options={"num_batch": 64})
+    assert engine.stats()["models"][MODEL]["loads"] == 4
+
+
+def test_unit_reload_waits_for_running_generations_and_is_not_starved():
+    scheduler, _, events = make_scheduler(num_parallel=4)
+    old = scheduler.acquire("a:1", 60.0, never, runner="ctx2k")
+    result = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("lease", scheduler.acquire(
+        "a:1", 60.0, never, runner="ctx4k")))
+    waiter.start()
+    deadline = datetime.now() + timedelta(seconds=5)
+    while scheduler.stats()["waiting"] != 1:
+        assert datetime.now() < deadline
+    late = []  # same runner as the loaded one, but a reload is pending: it must wait too
+    latecomer = threading.Thread(target=lambda: late.append(scheduler.acquire("a:1", 60.0, never, runner="ctx2k")))
+    latecomer.start()
+    while scheduler.stats()["waiting"] != 2:
+        assert datetime.now() < deadline
+    assert events == [("load", "a:1")]
+    scheduler.release(old, "completed")
+    waiter.join(5)
+    assert events == [("load", "a:1"), ("unload", "a:1"), ("load", "a:1")] and "lease" in result
+    scheduler.release(result["lease"], "completed")
+    latecomer.join(5)
+    assert len(late) == 1 and events[-2:] == [("unload", "a:1"), ("load", "a:1")]
