@@ -9,7 +9,8 @@ from mes.heartbeat import count_workers
 from mes.registry import ModelRegistry
 
 
-def check_ready(redis, backend, registry: ModelRegistry) -> dict[str, Any]:
+def check_ready(redis, backend, registry: ModelRegistry, breaker=None,
+                now: float = 0.0) -> dict[str, Any]:
     """Return the /ready report; `ready` is true only if every part is up."""
     report: dict[str, Any] = {}
     families = registry.families
@@ -26,6 +27,11 @@ def check_ready(redis, backend, registry: ModelRegistry) -> dict[str, Any]:
         report["backend"] = "ok"
     except MESError as exc:
         report["backend"] = f"down: {exc.message}"
+    if breaker is not None and report["redis"] == "ok":
+        report["breaker"] = breaker.state(now)
+        if report["breaker"]["state"] == "open" and report["backend"] == "ok":
+            # The backend answers /api/version but jobs keep failing against it.
+            report["backend"] = "degraded: circuit breaker open"
     report["ready"] = (report["redis"] == "ok" and report["backend"] == "ok"
                        and all(report["workers"].values()))
     return report

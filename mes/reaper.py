@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mes.clock import SystemClock
+from mes.heartbeat import count_workers
 from mes.jobs import Job, JobStatus
 from mes.lease import lease_alive
 from mes.registry import FamilySpec, ModelRegistry
@@ -22,6 +23,7 @@ class ReapReport:
     requeued: int = 0
     expired: int = 0
     dropped: int = 0
+    stranded: int = 0
 
 
 def reap_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegistry,
@@ -52,7 +54,36 @@ def reap_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegi
             log.info("event=reaper_requeue job_id=%s model=%s queue=%s state=running",
                      job.id, job.model, job.queue)
         report.expired += _expire_queued(spec.id, store, clock)
+    report.stranded = _redispatch_stranded(family, store=store, registry=registry, clock=clock,
+                                           dispatch=dispatch, grace_s=grace_s)
     return report
+
+
+def _redispatch_stranded(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegistry,
+                         clock: SystemClock, dispatch: Callable[[Job], None], grace_s: float) -> int:
+    """Send again queued jobs that idle workers have not picked up for too long.
+
+    A healthy family never has a job waiting while its workers sit idle. When it does, the
+    job's message was lost in flight (a worker's connection dropped while Redis restarted
+    and its unacked messages could not be restored until the visibility timeout). Sending
+    it again is safe: the lease and the final-state check make the extra message a no-op.
+    """
+    models = [spec.id for spec in registry.models if spec.family == family]
+    running = sum(store.redis.scard(f"mes:running:{model}") for model in models)
+    workers = count_workers(store.redis, [family.queue])[family.queue]
+    free = workers * family.concurrency - running
+    if free <= 0:
+        return 0
+    now = clock.now()
+    sent = 0
+    for job in store.get_many(store.redis.zrange(f"mes:queued:q:{family.queue}", 0, free - 1)):
+        waiting_since = max(job.created_at, job.not_before or 0.0)
+        if job.status is JobStatus.QUEUED and now - waiting_since > grace_s:
+            dispatch(job)
+            sent += 1
+            log.info("event=reaper_redispatch job_id=%s model=%s queue=%s state=queued",
+                     job.id, job.model, job.queue)
+    return sent
 
 
 def _expire_queued(model_id: str, store: RedisJobStore, clock: SystemClock) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass
@@ -9,9 +10,10 @@ from typing import Any, Callable
 
 from mes.backends.ollama import Completion, OllamaClient
 from mes.clock import SystemClock
-from mes.errors import JobCancelled, JobTimeout, MESError, OutputInvalid, WorkerLost
+from mes.errors import BackendUnavailable, JobCancelled, JobTimeout, MESError, OutputInvalid, WorkerLost
 from mes.jobs import Job, JobKind, JobStatus
 from mes.registry import ModelRegistry, ModelSpec
+from mes.breaker import CircuitBreaker
 from mes.cancel import StopCheck
 from mes.lease import JobLease
 from mes.store import RedisJobStore, StaleJob
@@ -47,7 +49,7 @@ def log_state(job: Job, **extra: Any) -> None:
 
 def run_job(job_id: str, *, store: RedisJobStore, registry: ModelRegistry, backend: OllamaClient,
             clock: SystemClock, max_retries: int, lease_ttl_s: float = 30,
-            max_lost: int = 3) -> RunOutcome:
+            max_lost: int = 3, breaker: CircuitBreaker | None = None) -> RunOutcome:
     """Run a job once under its lease; a job already final, or gone, is left alone."""
     job = store.get(job_id)
     if job is None or job.status.is_final:
@@ -59,12 +61,12 @@ def run_job(job_id: str, *, store: RedisJobStore, registry: ModelRegistry, backe
         return RunOutcome(job, retry_in_s=lease.remaining_s() + 1)
     with lease:
         return _run_leased(job_id, store=store, registry=registry, backend=backend, clock=clock,
-                           max_retries=max_retries, max_lost=max_lost)
+                           max_retries=max_retries, max_lost=max_lost, breaker=breaker)
 
 
 def _run_leased(job_id: str, *, store: RedisJobStore, registry: ModelRegistry,
                 backend: OllamaClient, clock: SystemClock, max_retries: int,
-                max_lost: int) -> RunOutcome:
+                max_lost: int, breaker: CircuitBreaker | None) -> RunOutcome:
     job = store.get(job_id)  # read again: it may have finished before we held the lease
     if job is None or job.status.is_final:
         return RunOutcome(job)
@@ -75,6 +77,7 @@ def _run_leased(job_id: str, *, store: RedisJobStore, registry: ModelRegistry,
         lost_runs += 1
         log_state(job, event="worker_lost", lost_runs=lost_runs)
         if lost_runs >= max_lost:
+            job = dataclasses.replace(job, lost_runs=lost_runs)
             return RunOutcome(_finish(store, job, JobStatus.FAILED, now, error=WorkerLost(
                 f"the job's worker died {lost_runs} times in a row while running it",
                 {"lost_runs": lost_runs}).to_dict()))
@@ -82,6 +85,18 @@ def _run_leased(job_id: str, *, store: RedisJobStore, registry: ModelRegistry,
         return RunOutcome(_finish(store, job, JobStatus.EXPIRED, now, error={
             "code": "expired", "message": "the deadline passed before the job could start",
             "details": {}}))
+    wait_s = breaker.wait_s(now) if breaker else 0.0
+    if wait_s > 0:
+        # The backend is known to be down: wait in the queue without spending an attempt.
+        if now + wait_s >= job.deadline_at:
+            return RunOutcome(_finish(store, job, JobStatus.FAILED, now, error=BackendUnavailable(
+                "the backend stayed unavailable until the job's deadline",
+                {"breaker": "open"}).to_dict()))
+        delay = wait_s + backoff_s(1) / 2
+        if job.status is JobStatus.RUNNING:
+            job = store.save(job.evolve(status=JobStatus.QUEUED, lost_runs=lost_runs,
+                                        not_before=now + delay))
+        return RunOutcome(job, retry_in_s=delay)
     try:
         job = store.save(job.evolve(status=JobStatus.RUNNING, attempts=job.attempts + 1,
                                     started_at=job.started_at or now, error=None,
@@ -101,7 +116,11 @@ def _run_leased(job_id: str, *, store: RedisJobStore, registry: ModelRegistry,
         return RunOutcome(_finish(store, job, JobStatus.FAILED, clock.now(), error=JobTimeout(
             "the job ran past its deadline and was stopped").to_dict()))
     except MESError as exc:
+        if breaker:
+            breaker.record(exc, clock.now())
         return _handle_failure(store, job, exc, clock, max_retries)
+    if breaker:
+        breaker.record(None, clock.now())
     result["timings"]["queue_ms"] = round((job.started_at - job.created_at) * 1000)
     finished = clock.now()
     result["timings"]["total_ms"] = round((finished - job.created_at) * 1000)
@@ -187,7 +206,7 @@ def _handle_failure(store: RedisJobStore, job: Job, exc: MESError, clock: System
         if now + delay < job.deadline_at:
             try:
                 requeued = store.save(job.evolve(status=JobStatus.QUEUED, error=error,
-                                                 lost_runs=0))
+                                                 lost_runs=0, not_before=now + delay))
             except StaleJob:
                 return RunOutcome(store.get(job.id))
             log_state(requeued, error=exc.code, retry_in_s=round(delay, 2))

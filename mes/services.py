@@ -9,6 +9,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from mes.backends.ollama import OllamaClient
+from mes.breaker import CircuitBreaker
 from mes.clock import SystemClock
 from mes.registry import ModelRegistry
 from mes.settings import Settings
@@ -34,6 +35,7 @@ class Services:
     registry: ModelRegistry
     backend: OllamaClient
     clock: SystemClock
+    breaker: CircuitBreaker
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
@@ -47,4 +49,6 @@ class Services:
                                  connect_timeout_s=settings.ollama_connect_timeout_s,
                                  read_timeout_s=settings.ollama_read_timeout_s),
             clock=SystemClock(),
+            breaker=CircuitBreaker(redis, "ollama", threshold=settings.breaker_threshold,
+                                   cooldown_s=settings.breaker_cooldown_s),
         )

@@ -96,6 +96,8 @@ class Settings:
     lease_ttl_s: int = 30
     max_worker_lost: int = 3
     reaper_interval_s: int = 30
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 10.0
     log_prompts: bool = False
 
     @property
@@ -158,5 +160,7 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("lease_ttl_s", "LEASE_TTL_S", _int(2, 3600)),
     ("max_worker_lost", "MAX_WORKER_LOST", _int(1, 100)),
     ("reaper_interval_s", "REAPER_INTERVAL_S", _int(1, 3600)),
+    ("breaker_threshold", "BREAKER_THRESHOLD", _int(1, 1000)),
+    ("breaker_cooldown_s", "BREAKER_COOLDOWN_S", _float(0.1, 3600)),
     ("log_prompts", "LOG_PROMPTS", _bool),
 ]

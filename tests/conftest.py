@@ -8,6 +8,7 @@ import fakeredis
 import pytest
 
 from mes.backends.ollama import OllamaClient
+from mes.breaker import CircuitBreaker
 from mes.clock import SystemClock
 from mes.registry import ModelRegistry
 from mes.services import Services
@@ -67,4 +68,4 @@ def make_services(settings, redis, store, registry, backend_url, clock) -> Servi
     """Assemble Services from test objects."""
     return Services(settings=settings, redis=redis, store=store, registry=registry,
                     backend=OllamaClient(backend_url, connect_timeout_s=1, read_timeout_s=10),
-                    clock=clock)
+                    clock=clock, breaker=CircuitBreaker(redis, "ollama", threshold=3, cooldown_s=5))

@@ -14,7 +14,8 @@ from mes.runner import abandon_job, run_job
 def register_tasks(app: Celery, services) -> None:
     """Define the tasks on the app, using per-process services."""
 
-    @app.task(name=EXECUTE_TASK, bind=True, ignore_result=True)
+    # max_retries=None: the runner caps retries by attempts and the job's deadline.
+    @app.task(name=EXECUTE_TASK, bind=True, ignore_result=True, max_retries=None)
     def execute(self, job_id: str) -> None:
         """Run one job; requeue it with backoff when the runner says the failure can heal."""
         s = services.get()
@@ -22,13 +23,13 @@ def register_tasks(app: Celery, services) -> None:
             outcome = run_job(job_id, store=s.store, registry=s.registry, backend=s.backend,
                               clock=s.clock, max_retries=s.settings.backend_max_retries,
                               lease_ttl_s=s.settings.lease_ttl_s,
-                              max_lost=s.settings.max_worker_lost)
+                              max_lost=s.settings.max_worker_lost, breaker=s.breaker)
         except SoftTimeLimitExceeded:
             abandon_job(job_id, JobTimeout("the job hit the worker's soft time limit"),
                         store=s.store, clock=s.clock)
             return
         if outcome.retry_in_s is not None:
-            raise self.retry(countdown=outcome.retry_in_s, max_retries=None)
+            raise self.retry(countdown=outcome.retry_in_s)
 
     @app.task(name=REAP_TASK, ignore_result=True)
     def reap(family: str) -> dict:

@@ -85,3 +85,19 @@ def test_reaper_expires_queued_jobs_past_deadline(submit, store, registry, clock
     report = reap_family(family, store=store, registry=registry, clock=clock,
                          dispatch=lambda job: None, grace_s=10)
     assert report.expired == 1 and store.get(job.id).status is JobStatus.EXPIRED
+
+
+def test_reaper_redispatches_queued_jobs_that_idle_workers_never_got(submit, store, registry,
+                                                                       clock, redis):
+    from mes.heartbeat import heartbeat_key
+    stranded = submit()
+    waiting = submit()
+    store.save(waiting.evolve(not_before=clock.now() + 100))  # a retry that is not due yet
+    family = registry.get("smollm2:135m").family
+    sent = []
+    kwargs = dict(store=store, registry=registry, clock=clock, dispatch=sent.append, grace_s=10)
+    clock.advance(11)
+    assert reap_family(family, **kwargs).stranded == 0  # no live worker: nothing to conclude
+    redis.set(heartbeat_key(family.queue, "w1@host"), "1", ex=30)
+    assert reap_family(family, **kwargs).stranded == 1
+    assert [job.id for job in sent] == [stranded.id]

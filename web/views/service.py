@@ -20,5 +20,5 @@ def health():
 def ready():
     """Check Redis, the backend and a live worker per family: 200 or 503."""
     s = ctx().services
-    report = check_ready(s.redis, s.backend, s.registry)
+    report = check_ready(s.redis, s.backend, s.registry, s.breaker, s.clock.now())
     return report, 200 if report["ready"] else 503

@@ -1,0 +1,56 @@
+"""Share one circuit breaker per backend across every worker, in Redis.
+
+After `threshold` failures in a row that point at a broken backend (unreachable, timing
+out, 5xx), the breaker opens for `cooldown_s`: jobs wait in the queue instead of spending
+their attempts on a backend that is down. After the cooldown the next call probes it; a
+success closes the breaker, a failure opens it again at once.
+"""
+
+from __future__ import annotations
+
+from mes.errors import BackendServerError, BackendTimeout, BackendUnavailable, MESError
+
+TRIPPING = (BackendUnavailable, BackendTimeout, BackendServerError)
+
+# Count a failure and open the breaker at the threshold.
+# KEYS[1] breaker hash; ARGV[1] threshold, ARGV[2] now (s), ARGV[3] cooldown (s)
+_FAIL = """
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if failures >= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'open_until', tonumber(ARGV[2]) + tonumber(ARGV[3]))
+end
+redis.call('EXPIRE', KEYS[1], 86400)
+return failures
+"""
+
+
+class CircuitBreaker:
+    """Open after repeated backend failures; close on the first success."""
+
+    def __init__(self, redis, name: str, *, threshold: int, cooldown_s: float):
+        self._redis = redis
+        self.key = f"mes:breaker:{name}"
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self._fail = redis.register_script(_FAIL)
+
+    def wait_s(self, now: float) -> float:
+        """Return how long calls must wait (0 when the breaker lets them through)."""
+        open_until = self._redis.hget(self.key, "open_until")
+        return max(0.0, float(open_until) - now) if open_until else 0.0
+
+    def record(self, error: MESError | None, now: float) -> None:
+        """Count a call's outcome: None for success, else the error it raised."""
+        if error is None:
+            # Most calls succeed with the breaker closed; skip the write when nothing is stored.
+            if self._redis.exists(self.key):
+                self._redis.delete(self.key)
+        elif isinstance(error, TRIPPING):
+            self._fail(keys=[self.key], args=[self.threshold, now, self.cooldown_s])
+
+    def state(self, now: float) -> dict:
+        """Describe the breaker for /ready and /v1/status."""
+        failures, open_until = self._redis.hmget(self.key, "failures", "open_until")
+        is_open = bool(open_until) and float(open_until) > now
+        return {"state": "open" if is_open else "closed", "failures": int(failures or 0),
+                "retry_in_s": round(float(open_until) - now, 1) if is_open else 0}
