@@ -15,6 +15,8 @@ FINAL_CHANNEL = "mes:events:final"
 # ARGV[1] version read ("" to create), ARGV[2] new status, ARGV[3] record JSON,
 # ARGV[4] TTL seconds, ARGV[5] job id, ARGV[6] score (created, ms),
 # ARGV[7] channel to publish the id on ("" unless the job became final)
+# Also counts submissions and final states in the hash mes:counters (a fixed key, so this
+# script assumes one Redis, not a cluster).
 _SAVE = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
@@ -43,6 +45,10 @@ if ARGV[1] == '' then
 end
 if ARGV[7] ~= '' then
   redis.call('PUBLISH', ARGV[7], ARGV[5])
+  redis.call('HINCRBY', 'mes:counters', 'jobs_' .. ARGV[2], 1)
+end
+if ARGV[1] == '' then
+  redis.call('HINCRBY', 'mes:counters', 'jobs_submitted', 1)
 end
 return version
 """
@@ -195,3 +201,7 @@ class RedisJobStore:
         pipe.zrem(keys[2], job.id)
         pipe.zrem(keys[4], job.id)
         pipe.execute()
+
+    def counters(self) -> dict[str, int]:
+        """Return service-wide counts: jobs submitted, and jobs ended in each final state."""
+        return {key: int(value) for key, value in self.redis.hgetall("mes:counters").items()}

@@ -91,3 +91,11 @@ def test_last_used(store):
     assert store.last_used(["a"]) == {}
     store.mark_used("a", 12.5)
     assert store.last_used(["a", "b"]) == {"a": 12.5}
+
+
+def test_counters_count_submissions_and_final_states(store, clock):
+    a = store.create(make_job(clock))
+    b = store.create(make_job(clock))
+    store.save(store.save(a.evolve(status=JobStatus.RUNNING)).evolve(status=JobStatus.SUCCEEDED))
+    store.save(b.evolve(status=JobStatus.CANCELLED))
+    assert store.counters() == {"jobs_submitted": 2, "jobs_succeeded": 1, "jobs_cancelled": 1}
