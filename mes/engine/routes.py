@@ -36,7 +36,8 @@ def ps(engine: "EngineServer", ex: "Exchange") -> None:
     for name, expires in engine.scheduler.loaded():
         spec = engine.config.model(name)
         if spec is not None:
-            models.append(wire.ps_entry(spec, expires))
+            num_ctx = getattr(engine.scheduler.runner_of(name), "num_ctx", engine.config.runner.num_ctx)
+            models.append(wire.ps_entry(spec, expires, num_ctx))
     ex.send_json(200, {"models": models})
 
 

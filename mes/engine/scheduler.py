@@ -242,6 +242,11 @@ class Scheduler:
             rows = [(m.name, m.expires + offset) for m in self._models.values() if m.loaded]
         return sorted(rows, key=lambda row: -row[1])
 
+    def runner_of(self, name: str) -> Hashable:
+        """Return the runner options NAME was last loaded with (None if never)."""
+        with self._cond:
+            return self._model(name).runner
+
     def stats(self) -> dict[str, Any]:
         """Return total requests, waiting count, resident models and per-model counters."""
         with self._cond:

@@ -1,0 +1,348 @@
+"""The llamacpp generator: real GGUF models in-process through llama-cpp-python.
+
+`llama_cpp` is imported when a generator is built, never at module import, so the engine
+runs without it (``--simulated``). Per loaded model there is one `llama_cpp.Llama`
+instance per running generation: one by default, more only when `num_parallel` lets
+several generations run at once, because a Llama object is not thread-safe. An
+instance is checked out for a whole generation and returned when its tokens end or
+are closed. A second, embedding-only instance is made on the first /api/embed.
+
+A string prompt is wrapped in the model's own chat template (the GGUF's
+`tokenizer.chat_template`, with the request's `system` as a system message) unless the
+request is `raw`; chat messages always are. SmolLM2, for one, answers nothing to a bare
+prompt. `format` constrains decoding with a llama.cpp grammar: the JSON grammar for
+"json", or the grammar `LlamaGrammar.from_json_schema` builds for a schema.
+
+Each generation evaluates its whole prompt from an empty KV cache, so a greedy reply
+depends on the prompt alone. Ollama reuses the cached prompt prefix instead; on a CPU that
+re-evaluates the last prompt token in a batch of one, and the slightly different logits can
+make a repeated greedy request answer differently from the first.
+
+A prompt longer than the context keeps its first `num_keep` tokens and its end, as
+Ollama's runner does; generation stops with done_reason "length" when the context is
+full (Ollama would shift the context instead).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from mes.engine import protocol as wire
+from mes.engine.config import normalize_name
+from mes.engine.generator import Embeddings, Generation, PullError, Runner, ShouldStop
+from mes.engine.gguf import INSTALL_LLAMA_CPP, MissingDependency
+from mes.engine.sampling import sampling
+
+DEFAULT_NUM_KEEP = 4
+_GRAMMAR_CACHE = 64
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+def import_llama_cpp() -> Any:
+    """Import llama_cpp, or raise MissingDependency naming the pip command."""
+    try:
+        import llama_cpp
+        import llama_cpp.llama_chat_format  # noqa: F401 - used via the package
+        import llama_cpp.llama_grammar  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency(f"the llamacpp generator needs llama-cpp-python ({exc}): {INSTALL_LLAMA_CPP}; "
+                                "or pass --simulated") from None
+    return llama_cpp
+
+
+class _Model:
+    """Hold one loaded GGUF: its Llama instances, chat template and embedding instance."""
+
+    def __init__(self, lib: Any, path: Path, runner: Runner) -> None:
+        self.lib, self.path, self.runner = lib, path, runner
+        self._lock = threading.Lock()
+        self._free: list[Any] = []
+        self._all: list[Any] = []
+        self._embedder: Any = None
+        self._embed_lock = threading.Lock()
+        first = self._new_instance()
+        self._all.append(first)
+        self._free.append(first)
+        self.vocab = lib.llama_model_get_vocab(first.model)
+        self.add_bos = bool(lib.llama_vocab_get_add_bos(self.vocab))
+        self.bos_text = first.detokenize([first.token_bos()], special=True).decode(errors="ignore")
+        eos_text = first.detokenize([first.token_eos()], special=True).decode(errors="ignore")
+        template = first.metadata.get("tokenizer.chat_template")
+        self.formatter = (lib.llama_chat_format.Jinja2ChatFormatter(template, eos_text, self.bos_text)
+                          if template else None)
+        self.metadata = dict(first.metadata)
+
+    def _new_instance(self, **overrides: Any) -> Any:
+        threads = self.runner.threads
+        # n_threads_batch matters as much as n_threads: left at its default, prompt
+        # processing on a 2-core machine crawls at a few tokens per second.
+        settings = dict(n_ctx=self.runner.num_ctx, n_batch=self.runner.num_batch, n_threads=threads,
+                        n_threads_batch=threads, verbose=False)
+        return self.lib.Llama(model_path=str(self.path), **{**settings, **overrides})
+
+    def checkout(self) -> Any:
+        """Take a free instance, making another when every one is busy (num_parallel > 1)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        instance = self._new_instance()
+        with self._lock:
+            self._all.append(instance)
+        return instance
+
+    def give_back(self, instance: Any) -> None:
+        """Return an instance taken with checkout()."""
+        with self._lock:
+            self._free.append(instance)
+
+    def embedder(self) -> Any:
+        """Return the embedding instance, making it on first use (call with embed_lock held)."""
+        if self._embedder is None:
+            n_ctx = self.runner.num_ctx  # one input per decode, up to the whole context
+            self._embedder = self._new_instance(embedding=True, pooling_type=self.lib.LLAMA_POOLING_TYPE_MEAN,
+                                                n_batch=n_ctx, n_ubatch=n_ctx)
+        return self._embedder
+
+    @property
+    def embed_lock(self) -> threading.Lock:
+        """Return the lock that serializes embedding calls."""
+        return self._embed_lock
+
+    def close(self) -> None:
+        """Free every instance."""
+        with self._lock:
+            instances, self._all, self._free = self._all, [], []
+        if self._embedder is not None:
+            instances.append(self._embedder)
+            self._embedder = None
+        for instance in instances:
+            instance.close()
+
+    def prompt_tokens(self, llm: Any, prompt: str | Sequence[Mapping[str, Any]], system: str | None,
+                      raw: bool) -> list[int]:
+        """Render PROMPT with the chat template (unless RAW) and tokenize it."""
+        if raw and isinstance(prompt, str):
+            return llm.tokenize(prompt.encode(), add_bos=self.add_bos, special=True)
+        if isinstance(prompt, str):
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": prompt}]
+        else:
+            messages = [{"role": str(m.get("role") or "user"), "content": str(m.get("content") or "")}
+                        for m in prompt]
+        if self.formatter is None:  # no template in the GGUF: ChatML, the most common one
+            text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+            text += "<|im_start|>assistant\n"
+        else:
+            text = self.formatter(messages=messages).prompt
+        add_bos = self.add_bos and not (self.bos_text and text.startswith(self.bos_text))
+        return llm.tokenize(text.encode(), add_bos=add_bos, special=True)
+
+
+class _Tokens:
+    """Iterate over one generation's token texts; closing it returns the Llama instance."""
+
+    def __init__(self, model: _Model, llm: Any, steps: Iterator[int], first: int,
+                 context: list[int], should_stop: ShouldStop) -> None:
+        self._model, self._llm, self._steps = model, llm, steps
+        self._next: int | None = first
+        self._context = context
+        self._should_stop = should_stop
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._n_ctx = llm.n_ctx()
+        self._done = False
+        self.generation: Generation | None = None
+
+    def __iter__(self) -> "_Tokens":
+        return self
+
+    def __next__(self) -> str:
+        if self._done:
+            raise StopIteration
+        try:
+            token = self._step()
+        except BaseException:
+            self.close()
+            raise
+        if token is None or self._model.lib.llama_vocab_is_eog(self._model.vocab, token):
+            self.close()
+            raise StopIteration
+        self._context.append(token)
+        # Partial UTF-8 sequences come out as "" until complete; the token still counts.
+        return self._decoder.decode(self._llm.detokenize([token]))
+
+    def _step(self) -> int | None:
+        if self._next is not None:
+            token, self._next = self._next, None
+            return token
+        if self._should_stop():
+            return None
+        if self._llm.n_tokens >= self._n_ctx:
+            if self.generation is not None:
+                self.generation.done_reason = "length"
+            return None
+        return next(self._steps, None)
+
+    def close(self) -> None:
+        """Stop decoding and give the instance back (idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._steps.close()
+        finally:
+            self._model.give_back(self._llm)
+
+
+class LlamaCppGenerator:
+    """Generate with llama-cpp-python from GGUF files registered by model name."""
+
+    def __init__(self, files: Mapping[str, Path], *, num_keep: int = DEFAULT_NUM_KEEP) -> None:
+        self.lib = import_llama_cpp()
+        self.files = {name: Path(path) for name, path in files.items()}
+        self._num_keep = num_keep
+        self._models: dict[str, _Model] = {}
+        self._lock = threading.Lock()
+        self._grammars: OrderedDict[str, Any] = OrderedDict()
+        self._digests: dict[tuple[str, int, float], str] = {}
+
+    def _path(self, model: str) -> Path:
+        path = self.files.get(model)
+        if path is None:
+            raise KeyError(f"no GGUF file is registered for {model}")
+        return path
+
+    def load(self, model: str, runner: Runner | None = None) -> None:
+        """Create the model's first Llama instance with RUNNER's num_ctx, num_batch and threads."""
+        path = self._path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file for {model} is missing: {path}")
+        loaded = _Model(self.lib, path, runner or Runner())
+        with self._lock:
+            previous = self._models.pop(model, None)
+            self._models[model] = loaded
+        if previous is not None:
+            previous.close()
+
+    def unload(self, model: str) -> None:
+        """Free every instance of MODEL."""
+        with self._lock:
+            loaded = self._models.pop(model, None)
+        if loaded is not None:
+            loaded.close()
+
+    def _loaded(self, model: str) -> _Model:
+        with self._lock:
+            loaded = self._models.get(model)
+        if loaded is None:
+            raise RuntimeError(f"model {model} is not loaded")
+        return loaded
+
+    def _grammar(self, format: str | Mapping[str, Any] | None) -> Any:
+        if format is None:
+            return None
+        key = json.dumps(format, sort_keys=True)
+        with self._lock:
+            grammar = self._grammars.get(key)
+            if grammar is not None:
+                self._grammars.move_to_end(key)
+                return grammar
+        grammars = self.lib.llama_grammar
+        try:
+            if format == "json":
+                grammar = grammars.LlamaGrammar.from_string(grammars.JSON_GBNF, verbose=False)
+            else:
+                grammar = grammars.LlamaGrammar.from_json_schema(json.dumps(format), verbose=False)
+        except Exception as exc:  # the converter's own errors, whatever their type
+            raise ValueError(f"invalid JSON schema in format: {exc}") from None
+        with self._lock:
+            self._grammars[key] = grammar
+            while len(self._grammars) > _GRAMMAR_CACHE:
+                self._grammars.popitem(last=False)
+        return grammar
+
+    def _fit(self, tokens: list[int], n_ctx: int) -> list[int]:
+        limit = n_ctx - 1  # room for at least one generated token
+        if len(tokens) <= limit:
+            return tokens
+        keep = min(self._num_keep, limit)
+        return tokens[:keep] + tokens[len(tokens) - (limit - keep):]
+
+    def generate(
+        self,
+        model: str,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        format: str | Mapping[str, Any] | None = None,
+        should_stop: ShouldStop = lambda: False,
+        raw: bool = False,
+    ) -> Generation:
+        """Evaluate the prompt and sample the first token; the rest come from the Generation's tokens."""
+        options = options or {}
+        loaded = self._loaded(model)
+        grammar = self._grammar(format)
+        settings = sampling(options, loaded.runner.num_ctx)
+        llm = loaded.checkout()
+        try:
+            tokens = self._fit(loaded.prompt_tokens(llm, prompt, system, raw), llm.n_ctx())
+            llm.set_seed(settings.seed)
+            llm.last_n_tokens_size = settings.repeat_last_n
+            llm.reset()  # no prefix reuse: the reply must not depend on the previous request
+            steps = llm.generate(tokens, grammar=grammar, **settings.kwargs)
+            first = next(steps)  # prompt processing happens here, timed as prompt_eval_duration
+        except BaseException:
+            loaded.give_back(llm)
+            raise
+        context = list(tokens)
+        stream = _Tokens(loaded, llm, steps, first, context, should_stop)
+        generation = Generation(prompt_eval_count=len(tokens), tokens=stream, context=context)
+        stream.generation = generation
+        return generation
+
+    def embed(self, model: str, texts: Sequence[str], *, options: Mapping[str, Any] | None = None,
+              truncate: bool = True) -> Embeddings:
+        """Return a mean-pooled embedding per text (not yet unit length; the route scales them)."""
+        loaded = self._loaded(model)
+        with loaded.embed_lock:
+            embedder = loaded.embedder()
+            limit = embedder.n_ctx()
+            if not truncate:
+                for text in texts:
+                    if len(embedder.tokenize(text.encode())) > limit:
+                        raise ValueError("input exceeds maximum context length")
+            vectors, count = embedder.embed(list(texts), truncate=True, return_count=True)
+        return Embeddings([list(map(float, v)) for v in vectors], int(count))
+
+    def _digest(self, path: Path, should_stop: ShouldStop) -> str | None:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime)
+        if key not in self._digests:
+            sha = hashlib.sha256()
+            with path.open("rb") as handle:
+                while chunk := handle.read(_HASH_CHUNK):
+                    if should_stop():
+                        return None
+                    sha.update(chunk)
+            self._digests[key] = "sha256:" + sha.hexdigest()
+        return self._digests[key]
+
+    def pull(self, model: str, should_stop: ShouldStop = lambda: False) -> Iterator[dict[str, Any]]:
+        """Resolve MODEL from the registered files: its one layer is the GGUF, hashed for its digest."""
+        path = self.files.get(normalize_name(model))
+        if path is None or not path.is_file():
+            raise PullError(wire.ERR_PULL_NOT_FOUND)
+        yield wire.progress("pulling manifest")
+        digest = self._digest(path, should_stop)
+        if digest is None:
+            return
+        size = path.stat().st_size
+        for quarter in range(5):
+            yield wire.progress(wire.pulling(digest), digest, size, size * quarter // 4)
+        yield from wire.pull_epilogue()
