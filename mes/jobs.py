@@ -29,10 +29,10 @@ FINAL_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCE
                           JobStatus.EXPIRED})
 
 # The only moves a job may make. running -> queued is a retry after a healable failure;
-# running -> running records a new attempt by a worker that picked up a redelivered job.
+# queued -> queued defers a job (model busy, breaker open) without running it.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.EXPIRED,
-                                 JobStatus.FAILED}),
+    JobStatus.QUEUED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLED,
+                                 JobStatus.EXPIRED, JobStatus.FAILED}),
     JobStatus.RUNNING: frozenset({JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.SUCCEEDED,
                                   JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}),
     JobStatus.SUCCEEDED: frozenset(),

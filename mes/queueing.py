@@ -8,6 +8,23 @@ from mes.registry import ModelRegistry
 from mes.settings import Settings
 
 EXECUTE_TASK = "mes.jobs.execute"
+WARMUP_TASK = "mes.models.warmup"
+# Redis priorities: kombu keeps one list per step and pops the lowest step first, so
+# interactive jobs (0) are served before any waiting batch job (9) of the same family.
+# The batch list of queue mes.<family> is "mes.<family>:9".
+PRIORITY_STEPS = [0, 9]
+PRIORITY_SEP = ":"
+PRIORITIES = {"interactive": 0, "batch": 9}
+
+
+def task_priority(priority: str) -> int:
+    """Return the broker priority of a job's lane."""
+    return PRIORITIES.get(priority, 0)
+
+
+def broker_lists(queue: str) -> list[str]:
+    """Return the Redis lists that hold a queue's waiting messages, interactive first."""
+    return [queue] + [f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:]]
 REAP_TASK = "mes.maintenance.reap"
 
 
@@ -35,6 +52,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Notice a dead connection within a minute instead of hanging on it.
         "health_check_interval": 25,
         "socket_keepalive": True,
+        "priority_steps": PRIORITY_STEPS,
+        "sep": PRIORITY_SEP,
+        "queue_order_strategy": "priority",
     }
     return {
         "broker_url": settings.redis_url,

@@ -64,9 +64,21 @@ class ModelSpec:
     max_tokens: int = 4096
     format_max_attempts: int = 3
     warmup: str | None = None
+    max_concurrency: int | None = None
+    max_queue: int = 1000
 
     def __post_init__(self) -> None:
         problems = []
+        if self.max_concurrency is not None and (not isinstance(self.max_concurrency, int)
+                                                 or self.max_concurrency < 1):
+            problems.append("max_concurrency must be at least 1")
+        if not isinstance(self.max_queue, int) or self.max_queue < 1:
+            problems.append("max_queue must be at least 1")
+        if self.warmup is not None:
+            try:
+                parse_warmup(self.warmup)
+            except ValueError as exc:
+                problems.append(f"warmup: {exc}")
         if not _MODEL_ID.match(self.id):
             problems.append("id must look like an Ollama name (name:tag)")
         if not isinstance(self.timeout_s, int) or not 1 <= self.timeout_s <= 86400:
@@ -95,13 +107,36 @@ class ModelSpec:
         """Return the queue that runs this model's jobs."""
         return self.family.queue
 
+    @property
+    def concurrency_limit(self) -> int:
+        """Return how many of this model's jobs may run at once across every worker."""
+        return self.max_concurrency or self.family.concurrency
+
+
+def parse_warmup(text: str) -> tuple[str, object]:
+    """Parse a warm-up schedule: an interval ('every 10m', '30s') or a 5-field cron expression."""
+    value = text.strip()
+    interval = value[len("every "):].strip() if value.startswith("every ") else value
+    match = re.fullmatch(r"(\d+)(s|m|h)", interval)
+    if match:
+        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+        if seconds < 1:
+            raise ValueError("an interval must be at least 1s")
+        return "interval", seconds
+    fields = value.split()
+    if len(fields) == 5 and all(re.fullmatch(r"[\d*/,-]+", f) for f in fields):
+        return "cron", tuple(fields)
+    raise ValueError(f"{text!r} is neither an interval such as 'every 10m' nor a 5-field cron "
+                     "expression such as '*/15 8-18 * * 1-5'")
+
 
 class ModelRegistry:
     """Look up models and families by name."""
 
-    def __init__(self, models: list[ModelSpec]):
+    def __init__(self, models: list[ModelSpec], warmup_on_start: tuple[str, ...] = ()):
         self._models = {model.id: model for model in models}
         self._families = {model.family.name: model.family for model in models}
+        self.warmup_on_start = tuple(warmup_on_start)
 
     @classmethod
     def from_file(cls, path: Path | str) -> "ModelRegistry":
@@ -150,9 +185,12 @@ class ModelRegistry:
         unused = set(families) - {model.family.name for model in models}
         if unused and not problems:
             problems.append(f"{source}: families without models: {', '.join(sorted(unused))}")
+        warm = data.get("warmup_on_start", [])
+        if not isinstance(warm, list) or any(m not in seen for m in warm):
+            problems.append(f"{source}: warmup_on_start must list models of this file")
         if problems:
             raise ConfigError(problems)
-        return cls(models)
+        return cls(models, tuple(warm))
 
     def get(self, model_id: str) -> ModelSpec:
         """Return a model's spec, or raise UnknownModel."""

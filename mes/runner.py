@@ -8,22 +8,23 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from mes.backends.ollama import Completion, OllamaClient
-from mes.clock import SystemClock
-from mes.errors import BackendUnavailable, JobCancelled, JobTimeout, MESError, OutputInvalid, WorkerLost
-from mes.jobs import Job, JobKind, JobStatus
-from mes.registry import ModelRegistry, ModelSpec
+from mes.backends.ollama import OllamaClient
 from mes.breaker import CircuitBreaker
 from mes.cancel import StopCheck
+from mes.clock import SystemClock
+from mes.concurrency import ModelSlot
+from mes.errors import BackendUnavailable, JobCancelled, JobTimeout, MESError, WorkerLost
+from mes.execution import backend_options, execute  # noqa: F401 - backend_options re-exported
+from mes.jobs import Job, JobStatus
 from mes.lease import JobLease
+from mes.registry import ModelRegistry
+from mes.residency import Residency
 from mes.store import RedisJobStore, StaleJob
-from mes import structured
 
 log = logging.getLogger("mes.jobs")
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 30.0
-NS_PER_MS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -47,178 +48,138 @@ def log_state(job: Job, **extra: Any) -> None:
     log.info(" ".join(f"{key}={value}" for key, value in fields.items() if value is not None))
 
 
-def run_job(job_id: str, *, store: RedisJobStore, registry: ModelRegistry, backend: OllamaClient,
-            clock: SystemClock, max_retries: int, lease_ttl_s: float = 30,
-            max_lost: int = 3, breaker: CircuitBreaker | None = None) -> RunOutcome:
-    """Run a job once under its lease; a job already final, or gone, is left alone."""
-    job = store.get(job_id)
-    if job is None or job.status.is_final:
-        return RunOutcome(job)
-    lease = JobLease(store.redis, job_id, lease_ttl_s)
-    if not lease.acquire():
-        # A live worker runs it (or one died moments ago): look again once its lease is over.
-        log_state(job, event="lease_held")
-        return RunOutcome(job, retry_in_s=lease.remaining_s() + 1)
-    with lease:
-        return _run_leased(job_id, store=store, registry=registry, backend=backend, clock=clock,
-                           max_retries=max_retries, max_lost=max_lost, breaker=breaker)
+@dataclass
+class JobRunner:
+    """Run jobs with their dependencies and policy passed in."""
 
+    store: RedisJobStore
+    registry: ModelRegistry
+    backend: OllamaClient
+    clock: SystemClock
+    breaker: CircuitBreaker | None = None
+    residency: Residency | None = None
+    max_retries: int = 5
+    lease_ttl_s: float = 30
+    max_lost: int = 3
+    slot_wait_s: float = 2.0
 
-def _run_leased(job_id: str, *, store: RedisJobStore, registry: ModelRegistry,
-                backend: OllamaClient, clock: SystemClock, max_retries: int,
-                max_lost: int, breaker: CircuitBreaker | None) -> RunOutcome:
-    job = store.get(job_id)  # read again: it may have finished before we held the lease
-    if job is None or job.status.is_final:
-        return RunOutcome(job)
-    now = clock.now()
-    lost_runs = job.lost_runs
-    if job.status is JobStatus.RUNNING:
-        # Running, yet nobody holds its lease: the worker of the last attempt died.
-        lost_runs += 1
-        log_state(job, event="worker_lost", lost_runs=lost_runs)
-        if lost_runs >= max_lost:
-            job = dataclasses.replace(job, lost_runs=lost_runs)
-            return RunOutcome(_finish(store, job, JobStatus.FAILED, now, error=WorkerLost(
-                f"the job's worker died {lost_runs} times in a row while running it",
-                {"lost_runs": lost_runs}).to_dict()))
-    if now >= job.deadline_at:
-        return RunOutcome(_finish(store, job, JobStatus.EXPIRED, now, error={
-            "code": "expired", "message": "the deadline passed before the job could start",
-            "details": {}}))
-    wait_s = breaker.wait_s(now) if breaker else 0.0
-    if wait_s > 0:
-        # The backend is known to be down: wait in the queue without spending an attempt.
-        if now + wait_s >= job.deadline_at:
-            return RunOutcome(_finish(store, job, JobStatus.FAILED, now, error=BackendUnavailable(
-                "the backend stayed unavailable until the job's deadline",
-                {"breaker": "open"}).to_dict()))
-        delay = wait_s + backoff_s(1) / 2
+    def run(self, job_id: str) -> RunOutcome:
+        """Run a job once under its lease; a job already final, or gone, is left alone."""
+        job = self.store.get(job_id)
+        if job is None or job.status.is_final:
+            return RunOutcome(job)
+        lease = JobLease(self.store.redis, job_id, self.lease_ttl_s)
+        if not lease.acquire():
+            # A live worker runs it (or one died moments ago): look again once its lease is over.
+            log_state(job, event="lease_held")
+            return RunOutcome(job, retry_in_s=lease.remaining_s() + 1)
+        with lease:
+            return self._run_leased(job_id)
+
+    def _run_leased(self, job_id: str) -> RunOutcome:
+        job = self.store.get(job_id)  # read again: it may have finished before we held the lease
+        if job is None or job.status.is_final:
+            return RunOutcome(job)
+        now = self.clock.now()
         if job.status is JobStatus.RUNNING:
-            job = store.save(job.evolve(status=JobStatus.QUEUED, lost_runs=lost_runs,
-                                        not_before=now + delay))
+            # Running, yet nobody holds its lease: the worker of the last attempt died.
+            job = dataclasses.replace(job, lost_runs=job.lost_runs + 1)
+            log_state(job, event="worker_lost", lost_runs=job.lost_runs)
+            if job.lost_runs >= self.max_lost:
+                return RunOutcome(self._finish(job, JobStatus.FAILED, error=WorkerLost(
+                    f"the job's worker died {job.lost_runs} times in a row while running it",
+                    {"lost_runs": job.lost_runs}).to_dict()))
+        if now >= job.deadline_at:
+            return RunOutcome(self._finish(job, JobStatus.EXPIRED, error={
+                "code": "expired", "message": "the deadline passed before the job could start",
+                "details": {}}))
+        wait_s = self.breaker.wait_s(now) if self.breaker else 0.0
+        if wait_s > 0:
+            # The backend is known to be down: wait in the queue without spending an attempt.
+            if now + wait_s >= job.deadline_at:
+                return RunOutcome(self._finish(job, JobStatus.FAILED, error=BackendUnavailable(
+                    "the backend stayed unavailable until the job's deadline",
+                    {"breaker": "open"}).to_dict()))
+            return self._defer(job, wait_s + backoff_s(1) / 2, "breaker_open")
+        spec = self.registry.get(job.model)
+        slot = ModelSlot(self.store.redis, spec.id, spec.concurrency_limit, self.lease_ttl_s)
+        if not slot.acquire(self.slot_wait_s):
+            return self._defer(job, backoff_s(1) / 2, "model_busy")
+        try:
+            if self.residency is not None:
+                admission = self.residency.admit(spec.id, now)
+                if not admission.admitted:
+                    return self._defer(job, backoff_s(2), "no_room_to_load")
+            return self._start(job, spec)
+        finally:
+            slot.release()
+
+    def _start(self, job: Job, spec) -> RunOutcome:
+        now = self.clock.now()
+        try:
+            job = self.store.save(job.evolve(status=JobStatus.RUNNING, attempts=job.attempts + 1,
+                                             started_at=job.started_at or now, error=None))
+        except StaleJob:
+            # Someone (a cancel, another worker) changed it first; let their change stand.
+            return RunOutcome(self.store.get(job.id))
+        log_state(job)
+        stop = StopCheck(job, self.store, self.clock)
+        try:
+            result = execute(job, spec, self.backend, self.clock, stop)
+        except JobCancelled:
+            if stop.reason == "cancelled":
+                # The cancel already saved the job as cancelled; report what is stored.
+                return RunOutcome(self.store.get(job.id))
+            return RunOutcome(self._finish(job, JobStatus.FAILED, error=JobTimeout(
+                "the job ran past its deadline and was stopped").to_dict()))
+        except MESError as exc:
+            if self.breaker:
+                self.breaker.record(exc, self.clock.now())
+            return self._handle_failure(job, exc)
+        if self.breaker:
+            self.breaker.record(None, self.clock.now())
+        finished = self.clock.now()
+        result["timings"]["queue_ms"] = round((job.started_at - job.created_at) * 1000)
+        result["timings"]["total_ms"] = round((finished - job.created_at) * 1000)
+        self.store.mark_used(job.model, finished)
+        return RunOutcome(self._finish(job, JobStatus.SUCCEEDED, result=result))
+
+    def _defer(self, job: Job, delay: float, reason: str) -> RunOutcome:
+        """Put the job back in the queue for `delay` seconds without spending an attempt."""
+        try:
+            job = self.store.save(job.evolve(status=JobStatus.QUEUED,
+                                             not_before=self.clock.now() + delay))
+        except StaleJob:
+            return RunOutcome(self.store.get(job.id))
+        log_state(job, event=reason, retry_in_s=round(delay, 2))
         return RunOutcome(job, retry_in_s=delay)
-    try:
-        job = store.save(job.evolve(status=JobStatus.RUNNING, attempts=job.attempts + 1,
-                                    started_at=job.started_at or now, error=None,
-                                    lost_runs=lost_runs))
-    except StaleJob:
-        # Someone (a cancel, another worker) changed it first; let their change stand.
-        return RunOutcome(store.get(job_id))
-    log_state(job)
-    spec = registry.get(job.model)
-    stop = StopCheck(job, store, clock)
-    try:
-        result = _execute(job, spec, backend, clock, stop)
-    except JobCancelled:
-        if stop.reason == "cancelled":
-            # The cancel already saved the job as cancelled; report what is stored.
-            return RunOutcome(store.get(job.id))
-        return RunOutcome(_finish(store, job, JobStatus.FAILED, clock.now(), error=JobTimeout(
-            "the job ran past its deadline and was stopped").to_dict()))
-    except MESError as exc:
-        if breaker:
-            breaker.record(exc, clock.now())
-        return _handle_failure(store, job, exc, clock, max_retries)
-    if breaker:
-        breaker.record(None, clock.now())
-    result["timings"]["queue_ms"] = round((job.started_at - job.created_at) * 1000)
-    finished = clock.now()
-    result["timings"]["total_ms"] = round((finished - job.created_at) * 1000)
-    store.mark_used(job.model, finished)
-    return RunOutcome(_finish(store, job, JobStatus.SUCCEEDED, finished, result=result))
+
+    def _handle_failure(self, job: Job, exc: MESError) -> RunOutcome:
+        now = self.clock.now()
+        error = exc.to_dict()
+        if exc.retryable and job.attempts <= self.max_retries:
+            delay = backoff_s(job.attempts)
+            if now + delay < job.deadline_at:
+                try:
+                    requeued = self.store.save(job.evolve(status=JobStatus.QUEUED, error=error,
+                                                          lost_runs=0, not_before=now + delay))
+                except StaleJob:
+                    return RunOutcome(self.store.get(job.id))
+                log_state(requeued, error=exc.code, retry_in_s=round(delay, 2))
+                return RunOutcome(requeued, retry_in_s=delay)
+        if exc.retryable and now >= job.deadline_at:
+            error = JobTimeout(f"the deadline passed while retrying: {exc.message}",
+                               {"last_error": exc.code}).to_dict()
+        return RunOutcome(self._finish(job, JobStatus.FAILED, error=error))
+
+    def _finish(self, job: Job, status: JobStatus, *, result: dict | None = None,
+                error: dict | None = None) -> Job | None:
+        return finish(self.store, job, status, self.clock.now(), result=result, error=error)
 
 
-def _execute(job: Job, spec: ModelSpec, backend: OllamaClient, clock: SystemClock,
-             should_stop: StopCheck) -> dict:
-    """Call the backend for the job's kind and shape the result."""
-    if job.kind is JobKind.LOAD:
-        return _result(backend.load(spec.id, spec.keep_alive, options=dict(spec.runner_options)))
-    if job.kind is JobKind.UNLOAD:
-        return _result(backend.unload(spec.id))
-    request = job.request
-    fmt = request.get("format")
-    system = request.get("system")
-    native_format = fmt
-    if fmt is not None and spec.json_mode == "prompt":
-        # The model has no reliable native JSON mode: ask in the system prompt instead.
-        native_format = None
-        system = "\n\n".join(filter(None, [system, structured.prompt_instructions(fmt)]))
-    remaining = job.deadline_at - clock.now()
-    if remaining <= 0:
-        raise JobTimeout("the job ran past its deadline")
-    common = dict(options=backend_options(spec, request.get("options") or {}),
-                  format=native_format, keep_alive=spec.keep_alive,
-                  read_timeout_s=min(backend.read_timeout_s, remaining),
-                  should_stop=should_stop,
-                  request_id=job.request_id)
-    if request.get("messages"):
-        messages = list(request["messages"])
-        if system:
-            messages.insert(0, {"role": "system", "content": system})
-        completion = backend.chat(spec.id, messages, **common)
-    else:
-        completion = backend.generate(spec.id, request.get("prompt", ""), system=system,
-                                      **common)
-    result = _result(completion)
-    if fmt is not None:
-        checked = structured.check_output(completion.text, fmt)
-        result.update(json=checked.value, schema_valid=checked.valid, format_attempts=1)
-        if not checked.valid:
-            raise OutputInvalid("the model's output does not match the requested format",
-                                {"errors": list(checked.errors), "text": completion.text})
-    return result
-
-
-def backend_options(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, Any]:
-    """Merge model defaults, the job's sampling options and the model's fixed runner options."""
-    options = dict(spec.options)
-    for key, value in requested.items():
-        if key == "max_tokens":
-            options["num_predict"] = min(int(value), spec.max_tokens)
-        else:
-            options[key] = value
-    options.setdefault("num_predict", spec.max_tokens)
-    # Runner options last: a job must never make the backend reload the model.
-    options.update(spec.runner_options)
-    return options
-
-
-def _result(completion: Completion) -> dict[str, Any]:
-    return {
-        "text": completion.text,
-        "done_reason": completion.done_reason,
-        "usage": {"prompt_tokens": completion.prompt_eval_count,
-                  "completion_tokens": completion.eval_count},
-        "timings": {"queue_ms": 0,
-                    "load_ms": round(completion.load_duration / NS_PER_MS),
-                    "prompt_ms": round(completion.prompt_eval_duration / NS_PER_MS),
-                    "generate_ms": round(completion.eval_duration / NS_PER_MS),
-                    "total_ms": round(completion.total_duration / NS_PER_MS)},
-    }
-
-
-def _handle_failure(store: RedisJobStore, job: Job, exc: MESError, clock: SystemClock,
-                    max_retries: int) -> RunOutcome:
-    now = clock.now()
-    error = exc.to_dict()
-    if exc.retryable and job.attempts <= max_retries:
-        delay = backoff_s(job.attempts)
-        if now + delay < job.deadline_at:
-            try:
-                requeued = store.save(job.evolve(status=JobStatus.QUEUED, error=error,
-                                                 lost_runs=0, not_before=now + delay))
-            except StaleJob:
-                return RunOutcome(store.get(job.id))
-            log_state(requeued, error=exc.code, retry_in_s=round(delay, 2))
-            return RunOutcome(requeued, retry_in_s=delay)
-    if exc.retryable and now >= job.deadline_at:
-        error = JobTimeout(f"the deadline passed while retrying: {exc.message}",
-                           {"last_error": exc.code}).to_dict()
-    return RunOutcome(_finish(store, job, JobStatus.FAILED, now, error=error))
-
-
-def _finish(store: RedisJobStore, job: Job, status: JobStatus, now: float, *,
-            result: dict | None = None, error: dict | None = None) -> Job | None:
+def finish(store: RedisJobStore, job: Job, status: JobStatus, now: float, *,
+           result: dict | None = None, error: dict | None = None) -> Job | None:
+    """Save a job's final state, unless someone else already ended it."""
     try:
         job = store.save(job.evolve(status=status, finished_at=now, result=result, error=error))
     except StaleJob:
@@ -227,9 +188,15 @@ def _finish(store: RedisJobStore, job: Job, status: JobStatus, now: float, *,
     return job
 
 
-def abandon_job(job_id: str, error: MESError, *, store: RedisJobStore, clock: SystemClock) -> Job | None:
+def run_job(job_id: str, **deps: Any) -> RunOutcome:
+    """Run one job with a JobRunner built from keyword arguments."""
+    return JobRunner(**deps).run(job_id)
+
+
+def abandon_job(job_id: str, error: MESError, *, store: RedisJobStore,
+                clock: SystemClock) -> Job | None:
     """End a running job with an error raised outside the runner (a worker time limit)."""
     job = store.get(job_id)
     if job is None or job.status.is_final:
         return job
-    return _finish(store, job, JobStatus.FAILED, clock.now(), error=error.to_dict())
+    return finish(store, job, JobStatus.FAILED, clock.now(), error=error.to_dict())

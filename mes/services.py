@@ -12,6 +12,8 @@ from mes.backends.ollama import OllamaClient
 from mes.breaker import CircuitBreaker
 from mes.clock import SystemClock
 from mes.registry import ModelRegistry
+from mes.residency import Residency
+from mes.runner import JobRunner
 from mes.settings import Settings
 from mes.store import RedisJobStore
 
@@ -52,3 +54,13 @@ class Services:
             breaker=CircuitBreaker(redis, "ollama", threshold=settings.breaker_threshold,
                                    cooldown_s=settings.breaker_cooldown_s),
         )
+
+    def runner(self) -> JobRunner:
+        """Build the job runner with this process's objects and the configured policy."""
+        s = self.settings
+        residency = (Residency(self.store, self.backend, s.max_loaded_models)
+                     if s.max_loaded_models > 0 else None)
+        return JobRunner(store=self.store, registry=self.registry, backend=self.backend,
+                         clock=self.clock, breaker=self.breaker, residency=residency,
+                         max_retries=s.backend_max_retries, lease_ttl_s=s.lease_ttl_s,
+                         max_lost=s.max_worker_lost)

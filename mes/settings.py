@@ -97,6 +97,8 @@ class Settings:
     max_worker_lost: int = 3
     reaper_interval_s: int = 30
     breaker_threshold: int = 5
+    max_loaded_models: int = 0
+    batch_max_wait_s: int = 300
     breaker_cooldown_s: float = 10.0
     log_prompts: bool = False
 
@@ -161,6 +163,8 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("max_worker_lost", "MAX_WORKER_LOST", _int(1, 100)),
     ("reaper_interval_s", "REAPER_INTERVAL_S", _int(1, 3600)),
     ("breaker_threshold", "BREAKER_THRESHOLD", _int(1, 1000)),
+    ("max_loaded_models", "MAX_LOADED_MODELS", _int(0, 1000)),
+    ("batch_max_wait_s", "BATCH_MAX_WAIT_S", _int(1, 86400)),
     ("breaker_cooldown_s", "BREAKER_COOLDOWN_S", _float(0.1, 3600)),
     ("log_prompts", "LOG_PROMPTS", _bool),
 ]

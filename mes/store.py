@@ -161,8 +161,19 @@ class RedisJobStore:
         return found, cursor
 
     def mark_used(self, model_id: str, ts: float) -> None:
-        """Record when a model last served a job."""
-        self.redis.hset("mes:models:last_used", model_id, repr(ts))
+        """Record when a model last served a job, and keep its recent completion times."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset("mes:models:last_used", model_id, repr(ts))
+        pipe.lpush(f"mes:done:{model_id}", repr(ts))
+        pipe.ltrim(f"mes:done:{model_id}", 0, 99)
+        pipe.execute()
+
+    def service_rate(self, model_id: str) -> float:
+        """Return the model's recent completions per second (0 when unknown)."""
+        times = [float(t) for t in self.redis.lrange(f"mes:done:{model_id}", 0, 99)]
+        if len(times) < 2 or max(times) <= min(times):
+            return 0.0
+        return (len(times) - 1) / (max(times) - min(times))
 
     def last_used(self, model_ids: list[str]) -> dict[str, float]:
         """Return when each model last served a job, for those that have."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from typing import Any, Protocol
 
 from mes.clock import SystemClock, new_id
-from mes.errors import BackendUnavailable, IdempotencyMismatch, InvalidRequest
+from mes.errors import BackendUnavailable, IdempotencyMismatch, InvalidRequest, QueueFull
 from mes.jobs import Job, JobKind, JobStatus
-from mes.registry import ModelRegistry
+from mes.registry import ModelRegistry, ModelSpec
 from mes.store import RedisJobStore, StaleJob
 from mes import structured
 
@@ -29,6 +30,19 @@ def request_hash(body: dict[str, Any]) -> str:
                           .encode()).hexdigest()
 
 
+def check_queue_room(spec: ModelSpec, store: RedisJobStore) -> None:
+    """Refuse a job when the model's queue is full, saying when to come back."""
+    queued, _ = store.model_counts([spec.id])[spec.id]
+    if queued < spec.max_queue:
+        return
+    rate = store.service_rate(spec.id)
+    # Time for one place to free up at the observed rate; without data, a short guess.
+    retry_after = math.ceil((queued - spec.max_queue + 1) / rate) if rate > 0 else 5
+    raise QueueFull(f"the queue of {spec.id} is full ({queued} waiting, limit {spec.max_queue})",
+                    {"model": spec.id, "queued": queued, "max_queue": spec.max_queue},
+                    retry_after_s=max(1, min(retry_after, 300)))
+
+
 def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
                registry: ModelRegistry, dispatcher: Dispatcher, clock: SystemClock,
                max_timeout_s: int, request_id: str | None = None,
@@ -40,6 +54,8 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
     """
     spec = registry.get(body["model"])
     structured.check_format(body.get("format"))
+    if kind is JobKind.INFERENCE:
+        check_queue_room(spec, store)
     timeout_s = body.get("timeout_s") or spec.timeout_s
     if timeout_s > max_timeout_s:
         raise InvalidRequest(f"timeout_s may be at most {max_timeout_s}",

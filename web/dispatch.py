@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from mes.jobs import Job
-from mes.queueing import EXECUTE_TASK, celery_config
+from mes.queueing import EXECUTE_TASK, celery_config, task_priority
 from mes.settings import Settings
 
 
@@ -23,6 +23,7 @@ class CeleryDispatcher:
         return cls(app)
 
     def send(self, job: Job) -> None:
-        """Queue the job; Redis priorities are coarse, so lanes come from the queue itself."""
+        """Queue the job on its family's queue, in its priority lane."""
         self.app.send_task(EXECUTE_TASK, args=[job.id], queue=job.queue,
+                           priority=task_priority(job.priority),
                            headers={"request_id": job.request_id} if job.request_id else None)

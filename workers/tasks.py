@@ -6,9 +6,9 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mes.errors import JobTimeout
-from mes.queueing import EXECUTE_TASK, REAP_TASK
+from mes.queueing import EXECUTE_TASK, REAP_TASK, task_priority
 from mes.reaper import reap_family
-from mes.runner import abandon_job, run_job
+from mes.runner import abandon_job
 
 
 def register_tasks(app: Celery, services) -> None:
@@ -20,10 +20,7 @@ def register_tasks(app: Celery, services) -> None:
         """Run one job; requeue it with backoff when the runner says the failure can heal."""
         s = services.get()
         try:
-            outcome = run_job(job_id, store=s.store, registry=s.registry, backend=s.backend,
-                              clock=s.clock, max_retries=s.settings.backend_max_retries,
-                              lease_ttl_s=s.settings.lease_ttl_s,
-                              max_lost=s.settings.max_worker_lost, breaker=s.breaker)
+            outcome = s.runner().run(job_id)
         except SoftTimeLimitExceeded:
             abandon_job(job_id, JobTimeout("the job hit the worker's soft time limit"),
                         store=s.store, clock=s.clock)
@@ -37,6 +34,8 @@ def register_tasks(app: Celery, services) -> None:
         s = services.get()
         spec = next(f for f in s.registry.families if f.name == family)
         report = reap_family(spec, store=s.store, registry=s.registry, clock=s.clock,
-                             dispatch=lambda job: execute.apply_async(args=[job.id], queue=job.queue),
+                             dispatch=lambda job: execute.apply_async(
+                                 args=[job.id], queue=job.queue,
+                                 priority=task_priority(job.priority)),
                              grace_s=s.settings.lease_ttl_s)
         return report.__dict__

@@ -186,3 +186,21 @@ def test_cancel_queued_job_then_409(client, store):
     again = client.delete(f"/v1/jobs/{job_id}", headers=ALICE)
     assert again.status_code == 409 and again.get_json()["error"]["code"] == "conflict"
     assert not store.cancel_requested(job_id)  # a queued job needs no stop flag
+
+
+def test_queue_full_answers_429_with_retry_after(app, client, store, registry):
+    import dataclasses
+    from mes.registry import ModelRegistry
+    small = ModelRegistry([dataclasses.replace(spec, max_queue=2) if spec.id == "phi3:mini" else spec
+                           for spec in registry.models])
+    app.extensions["mes"].services = dataclasses.replace(app.extensions["mes"].services, registry=small)
+    for _ in range(2):
+        assert post_job(client, {"model": "phi3:mini", "prompt": "a"}).status_code == 202
+    full = post_job(client, {"model": "phi3:mini", "prompt": "a"})
+    assert full.status_code == 429 and full.get_json()["error"]["code"] == "queue_full"
+    assert full.headers["Retry-After"] == "5"  # no completions observed yet
+    for ts in (100.0, 102.0, 104.0):  # one completion every 2 s
+        store.mark_used("phi3:mini", ts)
+    again = post_job(client, {"model": "phi3:mini", "prompt": "a"})
+    assert again.status_code == 429 and again.headers["Retry-After"] == "2"
+    assert post_job(client, {"model": "smollm2:135m", "prompt": "a"}).status_code == 202
