@@ -16,7 +16,7 @@ from mes.waiter import FinalWaiter
 from web import errors
 from web.context import WebContext
 from web.dispatch import CeleryDispatcher
-from web.views import jobs, models, service
+from web.views import jobs, models, service, status
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None,
@@ -48,6 +48,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         response.headers["X-Request-ID"] = g.get("request_id", "")
         return response
 
-    for module in (jobs, models, service):
+    for module in (jobs, models, service, status):
         app.register_blueprint(module.bp)
     return app

@@ -1,0 +1,20 @@
+"""Serve GET /v1/status for operators (admin scope)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from mes.status import service_status
+from web.auth import require
+from web.context import ctx
+
+bp = Blueprint("status", __name__, url_prefix="/v1")
+
+
+@bp.get("/status")
+@require("admin")
+def status():
+    """Report queues and depths, workers, loaded models, backend version, breaker and counters."""
+    s = ctx().services
+    return service_status(redis=s.redis, store=s.store, registry=s.registry, backend=s.backend,
+                          breaker=s.breaker, now=s.clock.now())
