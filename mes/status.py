@@ -7,20 +7,32 @@ from typing import Any
 from mes.breaker import CircuitBreaker
 from mes.errors import MESError
 from mes.heartbeat import count_workers
+from mes.queueing import PRIORITIES, PRIORITY_SEP, broker_lists
 from mes.registry import ModelRegistry
 from mes.store import RedisJobStore
 
 
-def queue_depths(redis, queues: list[str]) -> dict[str, int]:
-    """Return how many messages wait in each Celery queue (the broker's Redis list).
+def queue_depths(redis, queues: list[str]) -> dict[str, dict[str, int]]:
+    """Return how many messages wait in each Celery queue, per priority lane and in all.
 
-    Celery's Redis transport keeps a queue as a list named after it; MES sends no message
-    priorities, so every message is in that one list. KEDA scales workers on the same list.
+    Celery's Redis transport keeps one list per priority step: `mes.<family>` for
+    interactive jobs and `mes.<family>:9` for batch ones (mes.queueing.broker_lists).
+    KEDA scales workers on the same lists.
     """
+    lane_of = {step: lane for lane, step in PRIORITIES.items()}
     pipe = redis.pipeline(transaction=False)
     for queue in queues:
-        pipe.llen(queue)
-    return dict(zip(queues, (int(n) for n in pipe.execute())))
+        for name in broker_lists(queue):
+            pipe.llen(name)
+    lengths = iter(pipe.execute())
+    depths = {}
+    for queue in queues:
+        per_lane = {}
+        for name in broker_lists(queue):
+            step = 0 if name == queue else int(name.rsplit(PRIORITY_SEP, 1)[1])
+            per_lane[lane_of.get(step, str(step))] = int(next(lengths))
+        depths[queue] = {"depth": sum(per_lane.values()), "lanes": per_lane}
+    return depths
 
 
 def service_status(*, redis, store: RedisJobStore, registry: ModelRegistry, backend,
@@ -43,14 +55,16 @@ def service_status(*, redis, store: RedisJobStore, registry: ModelRegistry, back
     report["backend"] = {"status": backend_state, "version": version}
     report["queues"] = {
         family.queue: {
-            "family": family.name, "depth": depths.get(family.queue),
+            "family": family.name,
+            "depth": depths[family.queue]["depth"] if depths else None,
+            "lanes": depths[family.queue]["lanes"] if depths else None,
             "concurrency": family.concurrency, "workers": workers.get(family.queue),
             "queued": _sum(counts, registry, family.name, 0),
             "running": _sum(counts, registry, family.name, 1),
         } for family in families}
     report["workers"] = {family.name: workers.get(family.queue) for family in families}
     report["models"] = {
-        spec.id: {"queue": spec.queue,
+        spec.id: {"queue": spec.queue, "max_queue": spec.max_queue,
                   "queued": counts[spec.id][0] if counts else None,
                   "running": counts[spec.id][1] if counts else None,
                   "loaded": None if loaded_names is None else spec.id in loaded_names}

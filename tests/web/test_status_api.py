@@ -66,18 +66,21 @@ def test_status_needs_the_admin_scope(client):
 def test_status_reports_queues_workers_and_counters(client, redis):
     client.post("/v1/jobs", json={"model": "phi3:mini", "prompt": "a"}, headers=ALICE)
     client.post("/v1/jobs", json={"model": "ghost:1b", "prompt": "b"}, headers=ALICE)
-    redis.rpush("mes.phi", "m1", "m2")  # two messages waiting in Celery's list for mes.phi
+    # Messages waiting in Celery's lists for mes.phi: two interactive, one batch.
+    redis.rpush("mes.phi", "m1", "m2")
+    redis.rpush("mes.phi:9", "m3")
     WorkerHeartbeat(redis, ["mes.smollm"], "smollm@host1", 10).beat()
     body = client.get("/v1/status", headers=ROOT).get_json()
     assert body["redis"] == "ok"
     assert body["queues"] == {
-        "mes.smollm": {"family": "smollm", "depth": 0, "concurrency": 2, "workers": 1,
-                       "queued": 0, "running": 0},
-        "mes.phi": {"family": "phi", "depth": 2, "concurrency": 1, "workers": 0,
-                    "queued": 2, "running": 0}}
+        "mes.smollm": {"family": "smollm", "depth": 0,
+                       "lanes": {"interactive": 0, "batch": 0}, "concurrency": 2,
+                       "workers": 1, "queued": 0, "running": 0},
+        "mes.phi": {"family": "phi", "depth": 3, "lanes": {"interactive": 2, "batch": 1},
+                    "concurrency": 1, "workers": 0, "queued": 2, "running": 0}}
     assert body["workers"] == {"smollm": 1, "phi": 0}
-    assert body["models"]["phi3:mini"] == {"queue": "mes.phi", "queued": 1, "running": 0,
-                                           "loaded": None}
+    assert body["models"]["phi3:mini"] == {"queue": "mes.phi", "max_queue": 1000,
+                                           "queued": 1, "running": 0, "loaded": None}
     assert body["counters"]["jobs_submitted"] == 2
     assert body["breaker"]["state"] == "closed"
 
