@@ -148,13 +148,13 @@ class _Tokens:
     """Iterate over one generation's token texts; closing it returns the Llama instance."""
 
     def __init__(self, model: _Model, llm: Any, steps: Iterator[int], first: int,
-                 context: list[int], should_stop: ShouldStop) -> None:
+                 context: list[int], should_stop: ShouldStop, n_ctx: int) -> None:
         self._model, self._llm, self._steps = model, llm, steps
         self._next: int | None = first
         self._context = context
         self._should_stop = should_stop
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._n_ctx = llm.n_ctx()
+        self._n_ctx = n_ctx
         self._done = False
         self.generation: Generation | None = None
 
@@ -290,8 +290,10 @@ class LlamaCppGenerator:
         grammar = self._grammar(format)
         settings = sampling(options, loaded.runner.num_ctx)
         llm = loaded.checkout()
+        # llama.cpp may pad its context, but llama-cpp-python's token buffers hold num_ctx.
+        n_ctx = min(llm.n_ctx(), loaded.runner.num_ctx)
         try:
-            tokens = self._fit(loaded.prompt_tokens(llm, prompt, system, raw), llm.n_ctx())
+            tokens = self._fit(loaded.prompt_tokens(llm, prompt, system, raw), n_ctx)
             llm.set_seed(settings.seed)
             llm.last_n_tokens_size = settings.repeat_last_n
             llm.reset()  # no prefix reuse: the reply must not depend on the previous request
@@ -301,7 +303,7 @@ class LlamaCppGenerator:
             loaded.give_back(llm)
             raise
         context = list(tokens)
-        stream = _Tokens(loaded, llm, steps, first, context, should_stop)
+        stream = _Tokens(loaded, llm, steps, first, context, should_stop, n_ctx)
         generation = Generation(prompt_eval_count=len(tokens), tokens=stream, context=context)
         stream.generation = generation
         return generation
@@ -312,7 +314,7 @@ class LlamaCppGenerator:
         loaded = self._loaded(model)
         with loaded.embed_lock:
             embedder = loaded.embedder()
-            limit = embedder.n_ctx()
+            limit = min(embedder.n_ctx(), loaded.runner.num_ctx)
             if not truncate:
                 for text in texts:
                     if len(embedder.tokenize(text.encode())) > limit:
