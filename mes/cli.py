@@ -1,12 +1,23 @@
-"""Run the `mes` command: `mes up` and `mes engine`."""
+"""Run the `mes` command: `mes up` and `mes engine`, and API commands on top of MESClient.
+
+API commands print JSON to stdout and progress to stderr. Exit codes: 0 success, 1 the job
+failed, was cancelled or expired, 2 a usage or API error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
+from typing import Any, Mapping, TextIO
 
 from mes.errors import ConfigError
+
+DEFAULT_URL = "http://127.0.0.1:8001"
+EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
+PROGRESS_POLL_S = 2  # long polls short enough to refresh the elapsed time on a terminal
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -17,7 +28,189 @@ def _up(args: argparse.Namespace) -> int:
     return run_stack(options, dict(os.environ))
 
 
-def main(argv: list[str] | None = None) -> int:
+class UsageError(Exception):
+    """Report a bad command line that argparse could not catch."""
+
+
+class Progress:
+    """Show a job's status and elapsed time on stderr while waiting for it.
+
+    On a terminal one line is rewritten in place; otherwise a line is written per change.
+    """
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last: str | None = None
+
+    def __call__(self, job: dict[str, Any], elapsed_s: float) -> None:
+        status = str(job.get("status"))
+        position = job.get("queue_position")
+        text = f"{job.get('id')} {status}" + (f" (#{position} in queue)" if position else "")
+        if self.tty:
+            self.stream.write(f"\r\033[K{text}  {elapsed_s:5.1f}s")
+            if status in ("succeeded", "failed", "cancelled", "expired"):
+                self.stream.write("\n")
+        elif text != self._last:
+            self.stream.write(f"{text} after {elapsed_s:.1f}s\n")
+        self._last = text
+        self.stream.flush()
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        return json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {what} from {path}: {exc}") from exc
+
+
+def _client(args: argparse.Namespace, environ: Mapping[str, str]):
+    from mes.client import MESClient
+    key = args.key or environ.get("MES_API_KEY")
+    if not key:
+        raise UsageError("no API key: pass --key or set MES_API_KEY")
+    return MESClient(args.url or environ.get("MES_URL") or DEFAULT_URL, key)
+
+
+def _wait(client, job: dict[str, Any], args: argparse.Namespace, stderr: TextIO) -> dict:
+    from mes.client import job_wait_budget_s
+    progress = Progress(stderr)
+    timeout_s = args.wait_timeout if args.wait_timeout is not None else job_wait_budget_s(job)
+    return client.wait(job["id"], timeout_s, poll_s=PROGRESS_POLL_S if progress.tty else 10,
+                       on_progress=progress)
+
+
+def _job_exit(job: dict[str, Any]) -> int:
+    return EXIT_JOB_FAILED if job.get("status") in ("failed", "cancelled", "expired") else EXIT_OK
+
+
+def _submit(args, client, stdout, stderr) -> int:
+    fields: dict[str, Any] = {"priority": args.priority, "system": args.system,
+                              "timeout_s": args.timeout_s}
+    if args.messages_file:
+        fields["messages"] = _read_json(args.messages_file, "messages")
+    if args.format_file:
+        fields["format"] = _read_json(args.format_file, "the format")
+    if args.option:
+        fields["options"] = dict(_option(text) for text in args.option)
+    if args.metadata:
+        fields["metadata"] = _read_json(args.metadata, "metadata")
+    job = client.submit(args.model, args.prompt, idempotency_key=args.idempotency_key, **fields)
+    if args.wait:
+        job = _wait(client, job, args, stderr)
+    _print(job, stdout)
+    return _job_exit(job) if args.wait else EXIT_OK
+
+
+def _option(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"--option wants NAME=VALUE, not {text!r}")
+    try:
+        return name, json.loads(raw)
+    except ValueError:
+        return name, raw  # a bare word such as a stop string
+
+
+def _jobs_get(args, client, stdout, stderr) -> int:
+    job = client.get(args.job_id)
+    if args.wait:
+        job = _wait(client, job, args, stderr)
+    _print(job, stdout)
+    return _job_exit(job)
+
+
+def _jobs_cancel(args, client, stdout, stderr) -> int:
+    _print(client.cancel(args.job_id), stdout)
+    return EXIT_OK
+
+
+def _jobs_list(args, client, stdout, stderr) -> int:
+    _print(client.list_jobs(status=args.status, model=args.model, limit=args.limit,
+                            cursor=args.cursor), stdout)
+    return EXIT_OK
+
+
+def _models(args, client, stdout, stderr) -> int:
+    _print({"models": client.models()}, stdout)
+    return EXIT_OK
+
+
+def _status(args, client, stdout, stderr) -> int:
+    _print(client.status(), stdout)
+    return EXIT_OK
+
+
+def _print(data: Any, stdout: TextIO) -> None:
+    stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    stdout.flush()
+
+
+def _add_api_commands(commands) -> None:
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument("--url", help=f"the MES service (default: $MES_URL or {DEFAULT_URL})")
+    api.add_argument("--key", help="the API key (default: $MES_API_KEY)")
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument("--wait", action="store_true", help="wait until the job is final")
+    waiting.add_argument("--wait-timeout", type=float, metavar="S",
+                         help="give up waiting after S seconds (default: the job's deadline)")
+
+    submit = commands.add_parser("submit", parents=[api, waiting], help="queue a job")
+    submit.add_argument("--model", required=True)
+    text = submit.add_mutually_exclusive_group(required=True)
+    text.add_argument("--prompt")
+    text.add_argument("--messages-file", metavar="F", help="a JSON list of messages ('-': stdin)")
+    submit.add_argument("--format-file", metavar="F", help='a JSON Schema, or the JSON "json"')
+    submit.add_argument("--system")
+    submit.add_argument("--priority", choices=["interactive", "batch"])
+    submit.add_argument("--timeout-s", type=int, help="the job's deadline from submission")
+    submit.add_argument("--option", action="append", metavar="NAME=VALUE",
+                        help="a sampling option, e.g. temperature=0.2 (repeatable)")
+    submit.add_argument("--metadata", metavar="F", help="a JSON object file echoed back")
+    submit.add_argument("--idempotency-key", help="makes the submission safe to repeat")
+    submit.set_defaults(api=_submit)
+
+    jobs = commands.add_parser("jobs", help="read, list or cancel jobs")
+    job_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    get = job_commands.add_parser("get", parents=[api, waiting], help="show one job")
+    get.add_argument("job_id", metavar="ID")
+    get.set_defaults(api=_jobs_get)
+    cancel = job_commands.add_parser("cancel", parents=[api], help="cancel one job")
+    cancel.add_argument("job_id", metavar="ID")
+    cancel.set_defaults(api=_jobs_cancel)
+    listing = job_commands.add_parser("list", parents=[api], help="list your jobs, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--model")
+    listing.add_argument("--limit", type=int)
+    listing.add_argument("--cursor")
+    listing.set_defaults(api=_jobs_list)
+
+    commands.add_parser("models", parents=[api], help="list models").set_defaults(api=_models)
+    commands.add_parser("status", parents=[api],
+                        help="show queues, workers and counters (admin)").set_defaults(api=_status)
+
+
+def _run_api(args: argparse.Namespace, environ: Mapping[str, str], stdout: TextIO,
+             stderr: TextIO) -> int:
+    from mes.client import MESClientError, WaitTimeout
+    try:
+        with _client(args, environ) as client:
+            return args.api(args, client, stdout, stderr)
+    except UsageError as exc:
+        stderr.write(f"mes: {exc}\n")
+    except WaitTimeout as exc:
+        _print(exc.job, stdout)  # the job as it stands, so a script can still read its id
+        stderr.write(f"mes: {exc.message}\n")
+    except MESClientError as exc:
+        stderr.write(f"mes: {exc}\n")
+        if exc.details:
+            stderr.write(f"mes: details: {json.dumps(exc.details)}\n")
+    return EXIT_ERROR
+
+
+def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None,
+         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Parse the command line and run the chosen command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "engine":
@@ -36,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--flower-port", type=int, default=5555)
     up.set_defaults(func=_up)
     commands.add_parser("engine", help="run the Ollama-protocol engine (see `mes engine -h`)")
+    _add_api_commands(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "api", None) is not None:
+        return _run_api(args, os.environ if environ is None else environ,
+                        stdout or sys.stdout, stderr or sys.stderr)
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -359,7 +359,7 @@ class MESClient:
                                  idempotent=idempotency_key is not None, extra_read_s=wait_s)
         if status == 200 or is_final(job):
             return job
-        budget = timeout_s if timeout_s is not None else _deadline_budget_s(job)
+        budget = timeout_s if timeout_s is not None else job_wait_budget_s(job)
         return self.wait(job["id"], budget - (self._monotonic() - start))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -410,7 +410,7 @@ def _job_body(model: str, prompt: str | None, messages: list | None,
     return body
 
 
-def _deadline_budget_s(job: dict[str, Any]) -> float:
+def job_wait_budget_s(job: dict[str, Any]) -> float:
     """Return how long a job can still take: its timeout (from the server's clock) plus grace."""
     created = _parse_time(job.get("created_at"))
     deadline = _parse_time(job.get("deadline_at"))
@@ -449,5 +449,5 @@ __all__ = [
     "MESClient", "MESClientError", "InvalidRequest", "UnknownModel", "InvalidSchema",
     "Unauthorized", "Forbidden", "NotFound", "Conflict", "PayloadTooLarge", "IdempotencyMismatch",
     "RateLimited", "QueueFull", "BackendUnavailable", "MESConnectionError", "WaitTimeout",
-    "is_final", "error_from_response", "parse_retry_after",
+    "is_final", "error_from_response", "parse_retry_after", "job_wait_budget_s",
 ]

@@ -329,3 +329,105 @@ def test_client_imports_without_flask_or_celery():
             "bad = {m.split('.')[0] for m in sys.modules} & {'flask', 'celery', 'kombu', 'redis'}; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the CLI, on top of the client -------------------------------------------------------------
+
+import io  # noqa: E402
+
+from mes.cli import main as cli  # noqa: E402
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def run_cli(stub, *argv, env=None, stderr=None):
+    out, err = io.StringIO(), stderr or io.StringIO()
+    environ = {"MES_URL": stub.url, "MES_API_KEY": "env-key"} if env is None else env
+    code = cli(list(argv), environ=environ, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_submit_prints_the_job_as_json(stub):
+    stub.replies = [(202, QUEUED)]
+    code, out, err = run_cli(stub, "submit", "--model", "smollm2:135m", "--prompt", "Hi",
+                             "--option", "temperature=0.2", "--option", "stop=END",
+                             "--priority", "batch", "--idempotency-key", "k1")
+    assert (code, json.loads(out), err) == (0, QUEUED, "")
+    [sent] = stub.requests
+    assert sent["body"] == {"model": "smollm2:135m", "prompt": "Hi", "priority": "batch",
+                            "options": {"temperature": 0.2, "stop": "END"}}
+    assert sent["headers"]["Authorization"] == "Bearer env-key"
+    assert sent["headers"]["Idempotency-Key"] == "k1"
+
+
+def test_cli_submit_messages_and_format_then_wait_with_progress(stub, tmp_path):
+    messages = [{"role": "user", "content": "Hi"}]
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    (tmp_path / "m.json").write_text(json.dumps(messages))
+    (tmp_path / "f.json").write_text(json.dumps(schema))
+    stub.replies = [(202, QUEUED), (200, RUNNING), (200, DONE)]
+    code, out, err = run_cli(stub, "submit", "--model", "smollm2:135m", "--messages-file",
+                             str(tmp_path / "m.json"), "--format-file", str(tmp_path / "f.json"),
+                             "--wait")
+    assert code == 0 and json.loads(out) == DONE
+    assert stub.requests[0]["body"] == {"model": "smollm2:135m", "messages": messages,
+                                        "format": schema}
+    assert stub.requests[2]["query"] == {"wait": ["10"]}
+    # Not a terminal: one line per change of status.
+    assert [line.split()[:2] for line in err.splitlines()] == [
+        ["job_1", "running"], ["job_1", "succeeded"]]
+
+
+def test_cli_progress_rewrites_one_line_on_a_terminal(stub):
+    stub.replies = [(200, QUEUED), (200, QUEUED), (200, DONE)]
+    terminal = Terminal()
+    code, out, _ = run_cli(stub, "jobs", "get", "job_1", "--wait", stderr=terminal)
+    assert code == 0 and json.loads(out) == DONE
+    shown = terminal.getvalue()
+    assert shown.count("\r") == 2 and shown.endswith("\n") and shown.count("\n") == 1
+    assert "job_1 queued" in shown and "job_1 succeeded" in shown
+    assert stub.requests[2]["query"] == {"wait": ["2"]}
+
+
+def test_cli_exit_code_1_for_a_failed_job(stub):
+    stub.default = (200, {**QUEUED, "status": "failed", "error": {"code": "timeout"}})
+    code, out, _ = run_cli(stub, "jobs", "get", "job_1", "--wait")
+    assert code == 1 and json.loads(out)["status"] == "failed"
+
+
+def test_cli_wait_timeout_prints_the_job_and_exits_2(stub):
+    stub.default = (200, RUNNING)
+    code, out, err = run_cli(stub, "jobs", "get", "job_1", "--wait", "--wait-timeout", "0")
+    assert code == 2 and json.loads(out) == RUNNING and "still running" in err
+
+
+def test_cli_api_errors_exit_2_with_the_code(stub):
+    stub.default = error("unknown_model", 400)
+    code, out, err = run_cli(stub, "submit", "--model", "gpt-5", "--prompt", "Hi")
+    assert code == 2 and out == ""
+    assert "400 unknown_model: unknown_model happened" in err and '"x": 1' in err
+
+
+def test_cli_flags_win_over_the_environment(stub):
+    stub.replies = [(200, {"models": [{"id": "m:1"}]}), (200, {"queues": {}})]
+    code, out, _ = run_cli(stub, "models", "--url", stub.url, "--key", "flag-key",
+                           env={"MES_URL": "http://127.0.0.1:9", "MES_API_KEY": "env-key"})
+    assert code == 0 and json.loads(out) == {"models": [{"id": "m:1"}]}
+    code, out, _ = run_cli(stub, "status")
+    assert code == 0 and json.loads(out) == {"queues": {}}
+    assert [r["headers"]["Authorization"] for r in stub.requests] == [
+        "Bearer flag-key", "Bearer env-key"]
+
+
+def test_cli_usage_errors_exit_2(stub, capsys):
+    code, _, err = run_cli(stub, "models", env={"MES_URL": stub.url})
+    assert code == 2 and "MES_API_KEY" in err
+    code, _, err = run_cli(stub, "submit", "--model", "m:1", "--messages-file", "/nope.json")
+    assert code == 2 and "cannot read messages" in err
+    with pytest.raises(SystemExit) as info:
+        run_cli(stub, "submit", "--model", "m:1", "--prompt", "a", "--messages-file", "f")
+    assert info.value.code == 2
+    assert stub.requests == []
