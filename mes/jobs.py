@@ -72,6 +72,7 @@ class Job:
     attempts: int = 0
     lost_runs: int = 0
     not_before: float | None = None
+    promoted_at: float | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     request_id: str | None = None

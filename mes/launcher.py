@@ -49,8 +49,8 @@ def process_table(registry: ModelRegistry, options: StackOptions, state_dir: Pat
     procs["web"] = web_command(options.host, options.port, options.web_workers)
     for family in registry.families:
         procs[f"worker_{family.name}"] = worker_command(family.queue, family.name, family.concurrency)
-    procs["beat"] = (f"celery -A workers.entry beat --loglevel INFO "
-                     f"--schedule {state_dir / 'celerybeat-schedule'}")
+    # The schedule lives in Redis (celery-redbeat), so beat needs no state file.
+    procs["beat"] = "celery -A workers.entry beat --loglevel INFO"
     procs["flower"] = f"celery -A workers.entry flower --address=127.0.0.1 --port={options.flower_port}"
     return procs
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mes.registry import ModelRegistry
+from mes.jobs import Job
+from mes.registry import ModelRegistry, parse_warmup
 from mes.settings import Settings
 
 EXECUTE_TASK = "mes.jobs.execute"
@@ -17,9 +18,11 @@ PRIORITY_SEP = ":"
 PRIORITIES = {"interactive": 0, "batch": 9}
 
 
-def task_priority(priority: str) -> int:
-    """Return the broker priority of a job's lane."""
-    return PRIORITIES.get(priority, 0)
+def task_priority(job: Job) -> int:
+    """Return the broker priority of a job's lane; a batch job that waited too long is promoted."""
+    if job.promoted_at is not None:
+        return PRIORITIES["interactive"]
+    return PRIORITIES.get(job.priority, 0)
 
 
 def broker_lists(queue: str) -> list[str]:
@@ -29,8 +32,11 @@ REAP_TASK = "mes.maintenance.reap"
 
 
 def beat_schedule(settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
-    """Return beat's schedule as data: one reaper per family, on that family's queue."""
-    return {
+    """Return beat's schedule as data: a reaper per family and a warm-up per model that has one.
+
+    A schedule is a number of seconds, or {"cron": (minute, hour, day, month, weekday)}.
+    """
+    schedule: dict[str, Any] = {
         f"reap-{family.name}": {
             "task": REAP_TASK,
             "schedule": float(settings.reaper_interval_s),
@@ -40,6 +46,20 @@ def beat_schedule(settings: Settings, registry: ModelRegistry) -> dict[str, Any]
         }
         for family in registry.families
     }
+    for spec in registry.models:
+        if not spec.warmup:
+            continue
+        kind, value = parse_warmup(spec.warmup)
+        every = float(value) if kind == "interval" else 60.0
+        schedule[f"warmup-{spec.id}"] = {
+            "task": WARMUP_TASK,
+            "schedule": every if kind == "interval" else {"cron": value},
+            "args": (spec.id,),
+            # A warm-up that could not run before the next one is due is pointless.
+            "options": {"queue": spec.queue, "expires": every,
+                        "priority": PRIORITIES["interactive"]},
+        }
+    return schedule
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -86,6 +106,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
+        # Beat keeps its schedule in Redis and holds a lock there: one leader across hosts.
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": settings.redis_url,
+        "redbeat_lock_timeout": 5 * max(settings.reaper_interval_s, 5),
         # A child that grew past this (KiB) is replaced after its current job.
         "worker_max_memory_per_child": 512_000,
         # On SIGTERM, give running jobs this long to finish before they are requeued.

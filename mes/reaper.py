@@ -24,10 +24,12 @@ class ReapReport:
     expired: int = 0
     dropped: int = 0
     stranded: int = 0
+    promoted: int = 0
 
 
 def reap_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegistry,
-                clock: SystemClock, dispatch: Callable[[Job], None], grace_s: float) -> ReapReport:
+                clock: SystemClock, dispatch: Callable[[Job], None], grace_s: float,
+                batch_max_wait_s: float = 300) -> ReapReport:
     """Requeue running jobs whose worker died, and expire queued jobs past their deadline.
 
     A running job without a live lease lost its worker: with the whole worker killed, its
@@ -56,7 +58,34 @@ def reap_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegi
         report.expired += _expire_queued(spec.id, store, clock)
     report.stranded = _redispatch_stranded(family, store=store, registry=registry, clock=clock,
                                            dispatch=dispatch, grace_s=grace_s)
+    report.promoted = _promote_old_batch(family, store=store, clock=clock, dispatch=dispatch,
+                                         max_wait_s=batch_max_wait_s)
     return report
+
+
+def _promote_old_batch(family: FamilySpec, *, store: RedisJobStore, clock: SystemClock,
+                       dispatch: Callable[[Job], None], max_wait_s: float) -> int:
+    """Send batch jobs that waited longer than max_wait_s again, in the interactive lane.
+
+    Interactive jobs always go first, so a steady interactive load could starve batch work
+    for ever; this aging rule bounds a batch job's wait to about max_wait_s plus one sweep.
+    The job's first message becomes a no-op once the promoted one has run it.
+    """
+    now = clock.now()
+    promoted = 0
+    for job in store.get_many(store.redis.zrange(f"mes:queued:q:{family.queue}", 0, 499)):
+        if (job.status is not JobStatus.QUEUED or job.priority != "batch"
+                or job.promoted_at is not None or now - job.created_at < max_wait_s):
+            continue
+        try:
+            job = store.save(job.evolve(promoted_at=now))
+        except StaleJob:
+            continue
+        dispatch(job)
+        promoted += 1
+        log.info("event=batch_promoted job_id=%s model=%s queue=%s state=queued", job.id,
+                 job.model, job.queue)
+    return promoted
 
 
 def _redispatch_stranded(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegistry,

@@ -28,8 +28,9 @@ def current_key() -> ApiKey:
     return g.api_key
 
 
-def require(scope: str | None):
-    """Require a valid key, and the scope unless scope is None."""
+def require(scope: str | tuple[str, ...] | None):
+    """Require a valid key holding the scope (any of several), or any key for None."""
+    scopes = (scope,) if isinstance(scope, str) else scope
 
     def decorate(view):
         @functools.wraps(view)
@@ -37,8 +38,9 @@ def require(scope: str | None):
             key = current_app.extensions["mes"].keyring.authenticate(_presented_secret())
             if key is None:
                 raise Unauthorized("the API key is not valid")
-            if scope is not None and not key.allows(scope):
-                raise Forbidden(f"the key lacks the '{scope}' scope", {"scope": scope})
+            if scopes is not None and not any(key.allows(one) for one in scopes):
+                wanted = " or ".join(f"'{one}'" for one in scopes)
+                raise Forbidden(f"the key lacks the {wanted} scope", {"scopes": list(scopes)})
             g.api_key = key
             return view(*args, **kwargs)
         return wrapper

@@ -25,5 +25,5 @@ class CeleryDispatcher:
     def send(self, job: Job) -> None:
         """Queue the job on its family's queue, in its priority lane."""
         self.app.send_task(EXECUTE_TASK, args=[job.id], queue=job.queue,
-                           priority=task_priority(job.priority),
+                           priority=task_priority(job),
                            headers={"request_id": job.request_id} if job.request_id else None)

@@ -6,9 +6,10 @@ import logging
 import socket
 
 from celery import Celery, signals
+from celery.schedules import crontab
 
 from mes.heartbeat import WorkerHeartbeat
-from mes.queueing import beat_schedule, celery_config
+from mes.queueing import WARMUP_TASK, beat_schedule, celery_config
 from mes.registry import ModelRegistry
 from mes.services import Services, connect_redis
 from mes.settings import Settings
@@ -35,11 +36,22 @@ class WorkerServices:
         self._services = None
 
 
+def _celery_schedule(value):
+    """Turn a schedule from mes.queueing into the object beat expects."""
+    if isinstance(value, dict):
+        minute, hour, day_of_month, month_of_year, day_of_week = value["cron"]
+        return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
+                       month_of_year=month_of_year, day_of_week=day_of_week)
+    return value
+
+
 def make_celery(settings: Settings) -> Celery:
     """Create the Celery app with MES's tasks, queues and signal handlers."""
     app = Celery("mes", set_as_current=True)
     app.conf.update(celery_config(settings))
-    app.conf.beat_schedule = beat_schedule(settings, ModelRegistry.from_file(settings.models_file))
+    registry = ModelRegistry.from_file(settings.models_file)
+    app.conf.beat_schedule = {name: {**entry, "schedule": _celery_schedule(entry["schedule"])}
+                              for name, entry in beat_schedule(settings, registry).items()}
     services = WorkerServices(settings)
     register_tasks(app, services)
     heartbeats: list[WorkerHeartbeat] = []
@@ -58,6 +70,15 @@ def make_celery(settings: Settings) -> Celery:
         beat.start()
         heartbeats.append(beat)
         log.info("event=worker_ready queues=%s", ",".join(queues))
+
+    @signals.worker_ready.connect(weak=False)
+    def warm_on_start(sender=None, **kwargs):
+        consumed = {queue.name for queue in sender.app.amqp.queues.consume_from.values()} \
+            if sender is not None else set()
+        for model_id in registry.warmup_on_start:
+            spec = registry.get(model_id)
+            if spec.queue in consumed:
+                sender.app.send_task(WARMUP_TASK, args=[model_id], queue=spec.queue, expires=300)
 
     @signals.worker_shutdown.connect(weak=False)
     def stop_heartbeat(**kwargs):

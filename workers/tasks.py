@@ -6,9 +6,10 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mes.errors import JobTimeout
-from mes.queueing import EXECUTE_TASK, REAP_TASK, task_priority
+from mes.queueing import EXECUTE_TASK, REAP_TASK, WARMUP_TASK, task_priority
 from mes.reaper import reap_family
 from mes.runner import abandon_job
+from mes.warmup import warm_model
 
 
 def register_tasks(app: Celery, services) -> None:
@@ -28,6 +29,14 @@ def register_tasks(app: Celery, services) -> None:
         if outcome.retry_in_s is not None:
             raise self.retry(countdown=outcome.retry_in_s)
 
+    @app.task(name=WARMUP_TASK, ignore_result=True)
+    def warmup(model_id: str) -> bool:
+        """Load a model and refresh its keep_alive (from beat, or when a worker starts)."""
+        s = services.get()
+        runner = s.runner()
+        return warm_model(s.registry.get(model_id), backend=s.backend, clock=s.clock,
+                          residency=runner.residency)
+
     @app.task(name=REAP_TASK, ignore_result=True)
     def reap(family: str) -> dict:
         """Requeue a family's jobs whose worker died; expire queued jobs past deadline."""
@@ -36,6 +45,7 @@ def register_tasks(app: Celery, services) -> None:
         report = reap_family(spec, store=s.store, registry=s.registry, clock=s.clock,
                              dispatch=lambda job: execute.apply_async(
                                  args=[job.id], queue=job.queue,
-                                 priority=task_priority(job.priority)),
-                             grace_s=s.settings.lease_ttl_s)
+                                 priority=task_priority(job)),
+                             grace_s=s.settings.lease_ttl_s,
+                             batch_max_wait_s=s.settings.batch_max_wait_s)
         return report.__dict__

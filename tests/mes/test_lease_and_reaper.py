@@ -101,3 +101,21 @@ def test_reaper_redispatches_queued_jobs_that_idle_workers_never_got(submit, sto
     redis.set(heartbeat_key(family.queue, "w1@host"), "1", ex=30)
     assert reap_family(family, **kwargs).stranded == 1
     assert [job.id for job in sent] == [stranded.id]
+
+
+def test_reaper_promotes_batch_jobs_that_waited_too_long(submit, store, registry, clock):
+    from mes.queueing import task_priority
+    old_batch = submit(priority="batch", timeout_s=600)
+    interactive = submit(timeout_s=600)
+    clock.advance(301)
+    young_batch = submit(priority="batch", timeout_s=600)
+    sent = []
+    family = registry.get("smollm2:135m").family
+    report = reap_family(family, store=store, registry=registry, clock=clock, dispatch=sent.append,
+                         grace_s=1000, batch_max_wait_s=300)
+    assert report.promoted == 1 and [job.id for job in sent] == [old_batch.id]
+    assert task_priority(sent[0]) == 0 and task_priority(store.get(young_batch.id)) == 9
+    assert task_priority(store.get(interactive.id)) == 0
+    again = reap_family(family, store=store, registry=registry, clock=clock, dispatch=sent.append,
+                        grace_s=1000, batch_max_wait_s=300)
+    assert again.promoted == 0  # promoted once only

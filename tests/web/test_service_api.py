@@ -29,3 +29,17 @@ def test_one_model_by_id_with_colon(client):
     assert response.status_code == 200 and response.get_json()["family"] == "smollm"
     assert client.get("/v1/models/nope:1", headers=ALICE).status_code == 400
     assert client.get("/v1/models").status_code == 401
+
+
+def test_load_and_unload_are_operations_on_the_model_queue(client, dispatcher):
+    from tests.web.conftest import OPS
+    response = client.post("/v1/models/phi3:mini/load", headers=OPS)
+    assert response.status_code == 202
+    op = response.get_json()
+    assert op["kind"] == "load" and op["status"] == "queued" and op["id"].startswith("op_")
+    assert dispatcher.sent[-1].queue == "mes.phi"
+    assert client.get(f"/v1/jobs/{op['id']}", headers=OPS).get_json()["kind"] == "load"
+    unload = client.post("/v1/models/phi3:mini/unload", headers=OPS)
+    assert unload.status_code == 202 and unload.get_json()["kind"] == "unload"
+    assert client.post("/v1/models/phi3:mini/load", headers=ALICE).status_code == 403
+    assert client.post("/v1/models/nope:1/load", headers=OPS).status_code == 400

@@ -64,7 +64,7 @@ def create_job():
 
 
 @bp.get("/jobs/<job_id>")
-@require("jobs")
+@require(("jobs", "models"))  # a models key reads the load/unload operations it started
 def get_job(job_id: str):
     """Return a job, waiting up to ?wait= seconds for it to become final."""
     wait = WaitQuerySchema().load(request.args)["wait"]

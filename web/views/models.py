@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, g
 
 from mes.errors import MESError
 from mes.models_view import model_states
-from web.auth import require
+from mes.jobs import JobKind
+from mes.submit import submit_job
+from web.auth import current_key, require
 from web.context import ctx
 from web.schemas import ModelSchema
+from web.views.jobs import job_response
 
 bp = Blueprint("models", __name__, url_prefix="/v1")
 
@@ -27,6 +30,30 @@ def _states(model_ids: list[str] | None = None) -> list[dict]:
 def list_models():
     """List every model with its queue, concurrency and live counts."""
     return {"models": ModelSchema(many=True).dump(_states())}
+
+
+def _operation(model_id: str, kind: JobKind):
+    c = ctx()
+    s = c.services
+    job, _ = submit_job({"model": model_id}, owner=current_key().name, store=s.store,
+                        registry=s.registry, dispatcher=c.dispatcher, clock=s.clock,
+                        max_timeout_s=s.settings.task_soft_time_limit_s,
+                        request_id=g.get("request_id"), kind=kind)
+    return job_response(job, 202)
+
+
+@bp.post("/models/<path:model_id>/load")
+@require("models")
+def load_model(model_id: str):
+    """Load a model on its own queue; answer 202 with the operation, shaped like a job."""
+    return _operation(model_id, JobKind.LOAD)
+
+
+@bp.post("/models/<path:model_id>/unload")
+@require("models")
+def unload_model(model_id: str):
+    """Unload a model on its own queue; answer 202 with the operation."""
+    return _operation(model_id, JobKind.UNLOAD)
 
 
 @bp.get("/models/<path:model_id>")
