@@ -17,7 +17,7 @@ def model_states(registry: ModelRegistry, store: RedisJobStore, loaded: set[str]
     return [{
         "id": spec.id, "family": spec.family.name, "queue": spec.queue,
         "loaded": None if loaded is None else spec.id in loaded,
-        "max_concurrency": spec.family.concurrency,
+        "max_concurrency": spec.concurrency_limit,
         "queued": counts[spec.id][0], "running": counts[spec.id][1],
         "json_mode": spec.json_mode, "keep_alive": spec.keep_alive, "warmup": spec.warmup,
         "last_used_at": last_used.get(spec.id),
