@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from mes import structured
+from mes import repair
 from mes.backends.ollama import Completion, OllamaClient
 from mes.clock import SystemClock
-from mes.errors import JobTimeout, OutputInvalid
+from mes.errors import JobTimeout
 from mes.jobs import Job, JobKind
 from mes.registry import ModelSpec
 
@@ -22,36 +22,33 @@ def execute(job: Job, spec: ModelSpec, backend: OllamaClient, clock: SystemClock
     if job.kind is JobKind.UNLOAD:
         return shape_result(backend.unload(spec.id))
     request = job.request
-    fmt = request.get("format")
-    system = request.get("system")
-    native_format = fmt
-    if fmt is not None and spec.json_mode == "prompt":
-        # The model has no reliable native JSON mode: ask in the system prompt instead.
-        native_format = None
-        system = "\n\n".join(filter(None, [system, structured.prompt_instructions(fmt)]))
     remaining = job.deadline_at - clock.now()
     if remaining <= 0:
         raise JobTimeout("the job ran past its deadline")
     common = dict(options=backend_options(spec, request.get("options") or {}),
-                  format=native_format, keep_alive=spec.keep_alive,
+                  keep_alive=spec.keep_alive,
                   read_timeout_s=min(backend.read_timeout_s, remaining),
-                  should_stop=should_stop,
-                  request_id=job.request_id)
-    if request.get("messages"):
-        messages = list(request["messages"])
-        if system:
-            messages.insert(0, {"role": "system", "content": system})
-        completion = backend.chat(spec.id, messages, **common)
-    else:
-        completion = backend.generate(spec.id, request.get("prompt", ""), system=system,
-                                      **common)
-    result = shape_result(completion)
-    if fmt is not None:
-        checked = structured.check_output(completion.text, fmt)
-        result.update(json=checked.value, schema_valid=checked.valid, format_attempts=1)
-        if not checked.valid:
-            raise OutputInvalid("the model's output does not match the requested format",
-                                {"errors": list(checked.errors), "text": completion.text})
+                  should_stop=should_stop, request_id=job.request_id)
+    if request.get("format") is None:
+        if request.get("messages"):
+            completion = backend.chat(spec.id, repair.conversation(request), **common)
+        else:
+            completion = backend.generate(spec.id, request.get("prompt", ""),
+                                          system=request.get("system"), **common)
+        return shape_result(completion)
+
+    def call(messages, fmt):
+        # Each attempt gets what is left of the deadline, not a fresh timeout.
+        left = job.deadline_at - clock.now()
+        if left <= 0:
+            raise JobTimeout("the job ran past its deadline while repairing its output")
+        return backend.chat(spec.id, messages, format=fmt,
+                            **{**common, "read_timeout_s": min(backend.read_timeout_s, left)})
+
+    final, value, attempts, completions = repair.generate_structured(
+        request, spec.json_mode, spec.format_max_attempts, call)
+    result = shape_result(repair.summed(completions, final))
+    result.update(json=value, schema_valid=True, format_attempts=len(attempts))
     return result
 
 

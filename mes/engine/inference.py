@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from mes.engine import protocol as wire
 from mes.engine.bad_json import corrupt, split_text
+from mes.engine.simulated import requested_json
 from mes.engine.config import ModelSpec
 from mes.engine.generator import Generation, Shaper, num_predict, stop_strings
 from mes.engine.request import BadRequest, InferenceRequest, parse_request
@@ -137,7 +138,8 @@ class _Run:
         self.prompt_ns = max(1, self.prompt_done - loaded)
         self.prompt_count = self.generation.prompt_eval_count
         limit, stops = num_predict(self.req.options), stop_strings(self.req.options)
-        bad_json = self.engine.faults.take_bad_json() if self.req.format is not None else None
+        asks_json = self.req.format is not None or requested_json(self.req.prompt, self.req.system)
+        bad_json = self.engine.faults.take_bad_json() if asks_json else None
         if bad_json:
             self.shaper = Shaper(self._broken(bad_json, limit, stops), None, [])
         else:

@@ -102,6 +102,10 @@ class SimulatedGenerator:
             prompt = [[str(m.get("role", "")), str(m.get("content") or "")] for m in prompt]
         seed = None if options.get("temperature") == 0 else options.get("seed")
         rng = HashRng("mes-engine", spec.name, prompt, system or "", seed)
+        if format is None:
+            # Like an instruction-following model: a request that asks for JSON in words
+            # (and gives a schema) gets JSON back even without the format parameter.
+            format = requested_json(prompt, system)
         if isinstance(format, Mapping):
             return split_text(json.dumps(instance_for(dict(format), rng)))
         if format == "json":
@@ -140,3 +144,26 @@ class SimulatedGenerator:
             if should_stop():
                 return
             yield piece
+
+
+def requested_json(prompt: Any, system: str | None) -> str | dict[str, Any] | None:
+    """Return the schema (or "json") that the request's text asks for, if it asks for JSON."""
+    texts = [system or ""]
+    if isinstance(prompt, str):
+        texts.append(prompt)
+    else:
+        texts += [str(part[1]) if isinstance(part, list) else str(part.get("content") or "")
+                  for part in prompt]
+    text = "\n".join(texts)
+    if "JSON" not in text:
+        return None
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                schema = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(schema, dict) and ({"type", "properties", "$ref", "anyOf"} & set(schema)):
+                return schema
+    return "json"
