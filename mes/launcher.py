@@ -29,9 +29,12 @@ class StackOptions:
 
 
 def web_command(host: str, port: int, workers: int) -> str:
-    """Return the gunicorn command; gevent workers keep waiting clients cheap."""
+    """Return the gunicorn command; gevent workers keep waiting clients cheap.
+
+    No gunicorn access log: the app logs each request as JSON with its request id.
+    """
     return (f"gunicorn -k gevent -w {workers} --worker-connections 1000 -b {host}:{port} "
-            f"--graceful-timeout 30 --access-logfile - 'web.app:create_app()'")
+            f"--graceful-timeout 30 'web.app:create_app()'")
 
 
 def worker_command(queue: str, family: str, concurrency: int) -> str:

@@ -13,10 +13,11 @@ from mes.breaker import CircuitBreaker
 from mes.cancel import StopCheck
 from mes.clock import SystemClock
 from mes.concurrency import ModelSlot
-from mes.errors import BackendUnavailable, JobCancelled, JobTimeout, MESError, WorkerLost
+from mes.errors import BackendError, BackendUnavailable, JobCancelled, JobTimeout, MESError, WorkerLost
 from mes.execution import backend_options, execute  # noqa: F401 - backend_options re-exported
 from mes.jobs import Job, JobStatus
 from mes.lease import JobLease
+from mes.metrics import MetricsRecorder
 from mes.registry import ModelRegistry
 from mes.residency import Residency
 from mes.store import RedisJobStore, StaleJob
@@ -41,11 +42,11 @@ def backoff_s(attempt: int, rng: Callable[[], float] = random.random) -> float:
 
 
 def log_state(job: Job, **extra: Any) -> None:
-    """Log one key=value line for a job's state change; never the prompt or output."""
-    fields = {"job_id": job.id, "model": job.model, "queue": job.queue,
-              "state": job.status.value, "attempt": job.attempts,
-              "request_id": job.request_id, **extra}
-    log.info(" ".join(f"{key}={value}" for key, value in fields.items() if value is not None))
+    """Log one line for a job's state change, with its ids as fields; never the prompt or output."""
+    fields = {"request_id": job.request_id, "job_id": job.id, "model": job.model,
+              "queue": job.queue, "state": job.status.value, "attempt": job.attempts, **extra}
+    log.info(" ".join(f"{key}={value}" for key, value in fields.items() if value is not None),
+             extra=fields)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class JobRunner:
     lease_ttl_s: float = 30
     max_lost: int = 3
     slot_wait_s: float = 2.0
+    metrics: MetricsRecorder | None = None
 
     def run(self, job_id: str) -> RunOutcome:
         """Run a job once under its lease; a job already final, or gone, is left alone."""
@@ -135,6 +137,8 @@ class JobRunner:
         except MESError as exc:
             if self.breaker:
                 self.breaker.record(exc, self.clock.now())
+            if self.metrics and isinstance(exc, BackendError):
+                self.metrics.backend_error(exc.code)
             return self._handle_failure(job, exc)
         if self.breaker:
             self.breaker.record(None, self.clock.now())
@@ -142,6 +146,10 @@ class JobRunner:
         result["timings"]["queue_ms"] = round((job.started_at - job.created_at) * 1000)
         result["timings"]["total_ms"] = round((finished - job.created_at) * 1000)
         self.store.mark_used(job.model, finished)
+        if self.metrics:
+            self.metrics.job_ran(job.model, queue_wait_s=job.started_at - job.created_at,
+                                 run_s=finished - job.started_at,
+                                 tokens=result["usage"]["completion_tokens"])
         return RunOutcome(self._finish(job, JobStatus.SUCCEEDED, result=result))
 
     def _defer(self, job: Job, delay: float, reason: str) -> RunOutcome:

@@ -11,6 +11,7 @@ from redis.retry import Retry
 from mes.backends.ollama import OllamaClient
 from mes.breaker import CircuitBreaker
 from mes.clock import SystemClock
+from mes.metrics import MetricsRecorder
 from mes.registry import ModelRegistry
 from mes.residency import Residency
 from mes.runner import JobRunner
@@ -63,4 +64,4 @@ class Services:
         return JobRunner(store=self.store, registry=self.registry, backend=self.backend,
                          clock=self.clock, breaker=self.breaker, residency=residency,
                          max_retries=s.backend_max_retries, lease_ttl_s=s.lease_ttl_s,
-                         max_lost=s.max_worker_lost)
+                         max_lost=s.max_worker_lost, metrics=MetricsRecorder(self.redis))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
@@ -65,6 +65,13 @@ def _path(raw: str) -> Path:
     return path
 
 
+def _secret(raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 16:
+        raise ValueError("must be at least 16 characters")
+    return value
+
+
 def _bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -99,6 +106,9 @@ class Settings:
     breaker_threshold: int = 5
     max_loaded_models: int = 0
     batch_max_wait_s: int = 300
+    metrics_token: str = field(default="", repr=False)
+    log_format: str = "json"
+    log_level: str = "info"
     breaker_cooldown_s: float = 10.0
     log_prompts: bool = False
 
@@ -165,6 +175,9 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("breaker_threshold", "BREAKER_THRESHOLD", _int(1, 1000)),
     ("max_loaded_models", "MAX_LOADED_MODELS", _int(0, 1000)),
     ("batch_max_wait_s", "BATCH_MAX_WAIT_S", _int(1, 86400)),
+    ("metrics_token", "METRICS_TOKEN", _secret),
+    ("log_format", "LOG_FORMAT", _choice("json", "text")),
+    ("log_level", "LOG_LEVEL", _choice("debug", "info", "warning", "error")),
     ("breaker_cooldown_s", "BREAKER_COOLDOWN_S", _float(0.1, 3600)),
     ("log_prompts", "LOG_PROMPTS", _bool),
 ]

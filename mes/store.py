@@ -14,9 +14,9 @@ FINAL_CHANNEL = "mes:events:final"
 # KEYS[4] running set of its model, KEYS[5] owner's job index (zset)
 # ARGV[1] version read ("" to create), ARGV[2] new status, ARGV[3] record JSON,
 # ARGV[4] TTL seconds, ARGV[5] job id, ARGV[6] score (created, ms),
-# ARGV[7] channel to publish the id on ("" unless the job became final)
-# Also counts submissions and final states in the hash mes:counters (a fixed key, so this
-# script assumes one Redis, not a cluster).
+# ARGV[7] channel to publish the id on ("" unless the job became final), ARGV[8] model id
+# Also counts submissions and final states in the hashes mes:counters and mes:metrics:jobs
+# (fixed keys, so this script assumes one Redis, not a cluster).
 _SAVE = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
@@ -46,6 +46,7 @@ end
 if ARGV[7] ~= '' then
   redis.call('PUBLISH', ARGV[7], ARGV[5])
   redis.call('HINCRBY', 'mes:counters', 'jobs_' .. ARGV[2], 1)
+  redis.call('HINCRBY', 'mes:metrics:jobs', ARGV[8] .. '|' .. ARGV[2], 1)
 end
 if ARGV[1] == '' then
   redis.call('HINCRBY', 'mes:counters', 'jobs_submitted', 1)
@@ -79,7 +80,8 @@ class RedisJobStore:
         version = self._save(
             keys=self._keys(job),
             args=[expected, job.status.value, job.to_json(), self.ttl_s, job.id,
-                  int(job.created_at * 1000), FINAL_CHANNEL if job.status.is_final else ""],
+                  int(job.created_at * 1000), FINAL_CHANNEL if job.status.is_final else "",
+                  job.model],
         )
         if version == -1:
             raise StaleJob(job.id)

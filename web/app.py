@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 
 from flask import Flask, g, request
 
 from mes.keys import KeyRing
+from mes.logs import configure_logging
 from mes.services import Services, connect_redis
 from mes.settings import Settings
 from mes.submit import Dispatcher
@@ -19,10 +21,16 @@ from web.dispatch import CeleryDispatcher
 from web.views import jobs, models, service, status
 
 
+access_log = logging.getLogger("mes.web.access")
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None,
                dispatcher: Dispatcher | None = None) -> Flask:
     """Create the app; settings come from the environment unless given."""
     settings = settings or (services.settings if services else Settings.from_env(os.environ))
+    if services is None:
+        # Built for a real server (gunicorn): own the process's logging.
+        configure_logging(settings.log_level, settings.log_format)
     services = services or Services.from_settings(settings)
     app = Flask("mes")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -42,10 +50,16 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # Accept the caller's id so one request can be followed across services.
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied[:128] if supplied.isprintable() and supplied else uuid.uuid4().hex
+        g.started = time.perf_counter()
 
     @app.after_request
     def echo_request_id(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        key = g.get("api_key")
+        access_log.info("%s %s %s", request.method, request.path, response.status_code, extra={
+            "request_id": g.get("request_id"), "method": request.method, "path": request.path,
+            "status": response.status_code, "key": key.name if key else None,
+            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)})
         return response
 
     for module in (jobs, models, service, status):

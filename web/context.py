@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 
@@ -20,6 +21,7 @@ class WebContext:
     keyring: KeyRing
     dispatcher: Dispatcher
     waiter: FinalWaiter
+    metrics: Any = None  # the Prometheus registry, built on the first scrape
 
 
 def ctx() -> WebContext:

@@ -9,6 +9,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 
 from mes.heartbeat import WorkerHeartbeat
+from mes.logs import configure_logging
 from mes.queueing import WARMUP_TASK, beat_schedule, celery_config
 from mes.registry import ModelRegistry
 from mes.services import Services, connect_redis
@@ -55,6 +56,11 @@ def make_celery(settings: Settings) -> Celery:
     services = WorkerServices(settings)
     register_tasks(app, services)
     heartbeats: list[WorkerHeartbeat] = []
+
+    @signals.setup_logging.connect(weak=False)
+    def own_logging(**kwargs):
+        # Connecting this signal stops Celery from configuring logging itself.
+        configure_logging(settings.log_level, settings.log_format)
 
     @signals.worker_process_init.connect(weak=False)
     def fresh_connections(**kwargs):

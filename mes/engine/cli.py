@@ -121,6 +121,7 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Engine
         num_parallel=pick(args.num_parallel, "OLLAMA_NUM_PARALLEL", 1),
         max_queue=pick(args.max_queue, "OLLAMA_MAX_QUEUE", 512),
         max_loaded_models=pick(args.max_loaded, "OLLAMA_MAX_LOADED_MODELS", 3),
+        log_requests=True,
         keep_alive=wire.parse_keep_alive(keep_alive_text or None, 300.0),
         faults=faults,
         runner=runner,

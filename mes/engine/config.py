@@ -130,6 +130,7 @@ class EngineConfig:
     version: str = DEFAULT_VERSION
     faults: dict[str, Any] = field(default_factory=dict)
     mid_stream_after: int = 3  # tokens sent before a drop/error mid-stream fault fires
+    log_requests: bool = False  # one stderr line per generate/chat, like Ollama's request log
     runner: Runner = field(default_factory=Runner)  # num_ctx/num_batch/num_thread unless a request says
 
     def __post_init__(self) -> None:

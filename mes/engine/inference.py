@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -31,6 +32,11 @@ def handle(engine: "EngineServer", ex: "Exchange", kind: str) -> None:
         ex.send_json(exc.status, {"error": str(exc)})
         return
     spec = engine.config.model(req.model)
+    if engine.config.log_requests:
+        # The caller's X-Request-ID is logged so one request can be followed end to end.
+        request_id = ex.headers.get("X-Request-ID", "-")
+        print(f"mes-engine: POST /api/{kind} model={req.model} request_id={request_id}",
+              file=sys.stderr, flush=True)
     if spec is None:
         ex.send_json(404, {"error": wire.err_model_not_found(req.model)})
         return

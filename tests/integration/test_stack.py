@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -160,3 +161,44 @@ def test_idempotent_submit_over_http(web):
     assert first.json()["id"] == again.json()["id"]
     assert requests.post(f"{web}/v1/jobs", json={**body, "prompt": "other"}, headers=headers,
                          timeout=10).status_code == 422
+
+
+def test_request_id_travels_through_web_worker_and_engine(web, log_dir):
+    request_id = f"trace-{time.time_ns()}"
+    response = requests.post(f"{web}/v1/inference", headers={**ALICE, "X-Request-ID": request_id},
+                             json={"model": "smollm2:135m", "prompt": "follow me"}, timeout=30)
+    assert response.headers["X-Request-ID"] == request_id
+    assert response.json()["status"] == "succeeded"
+
+    def lines(prefix):
+        found = []
+        for path in log_dir.glob(f"{prefix}*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if request_id in line:
+                    found.append(line)
+        return found
+    web_lines = [json.loads(line) for line in lines("web") if line.startswith("{")]
+    assert any(entry["path"] == "/v1/inference" and entry["request_id"] == request_id for entry in web_lines)
+    worker_lines = [json.loads(line) for line in lines("worker-smollm") if line.startswith("{")]
+    states = {entry["state"] for entry in worker_lines}
+    assert {"running", "succeeded"} <= states
+    for entry in worker_lines:
+        assert {"request_id", "job_id", "model", "queue", "state"} <= set(entry)
+        assert entry["request_id"] == request_id
+    assert any("request_id=" + request_id in line for line in lines("engine"))
+
+
+def test_metrics_count_a_finished_job(web):
+    before = requests.get(f"{web}/metrics", timeout=10).text
+    requests.post(f"{web}/v1/inference", headers=ALICE, timeout=30,
+                  json={"model": "phi3:mini", "prompt": "count me"}).raise_for_status()
+    after = requests.get(f"{web}/metrics", timeout=10).text
+
+    def value(text, sample):
+        for line in text.splitlines():
+            if line.startswith(sample + " "):
+                return float(line.split()[-1])
+        return 0.0
+    sample = 'mes_jobs_total{model="phi3:mini",status="succeeded"}'
+    assert value(after, sample) == value(before, sample) + 1
+    assert value(after, 'mes_job_run_seconds_count{model="phi3:mini"}') >= 1

@@ -43,3 +43,31 @@ def test_load_and_unload_are_operations_on_the_model_queue(client, dispatcher):
     assert unload.status_code == 202 and unload.get_json()["kind"] == "unload"
     assert client.post("/v1/models/phi3:mini/load", headers=ALICE).status_code == 403
     assert client.post("/v1/models/nope:1/load", headers=OPS).status_code == 400
+
+
+def test_metrics_show_job_counters_and_queue_depth(client, store, registry, clock):
+    from mes.jobs import JobStatus
+    from mes.metrics import MetricsRecorder
+    job_id = client.post("/v1/jobs", json={"model": "phi3:mini", "prompt": "a"}, headers=ALICE).get_json()["id"]
+    job = store.get(job_id)
+    job = store.save(job.evolve(status=JobStatus.RUNNING, started_at=clock.now()))
+    store.save(job.evolve(status=JobStatus.SUCCEEDED, finished_at=clock.now() + 2))
+    MetricsRecorder(store.redis).job_ran("phi3:mini", queue_wait_s=0.3, run_s=2.0, tokens=16)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'mes_jobs_total{model="phi3:mini",status="succeeded"} 1.0' in text
+    assert 'mes_job_run_seconds_bucket{le="2.5",model="phi3:mini"} 1.0' in text
+    assert 'mes_job_queue_wait_seconds_count{model="phi3:mini"} 1.0' in text
+    assert 'mes_tokens_generated_total{model="phi3:mini"} 16.0' in text
+    assert 'mes_queue_depth{lane="batch",queue="mes.phi"} 0.0' in text
+    assert 'mes_jobs_submitted_total 1.0' in text
+    assert "mes_model_loaded" not in text  # the test backend is down: unknown, not 0
+
+
+def test_metrics_token_is_enforced(services, dispatcher):
+    import dataclasses
+    from web.app import create_app
+    settings = dataclasses.replace(services.settings, metrics_token="t" * 20)
+    app = create_app(services=dataclasses.replace(services, settings=settings), dispatcher=dispatcher)
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer " + "t" * 20}).status_code == 200

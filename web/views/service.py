@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+import hmac
 
+from flask import Blueprint, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from mes.errors import Unauthorized
+from mes.heartbeat import count_workers
+from mes.metrics import RedisCollector
+from mes.queueing import broker_lists
 from mes.readiness import check_ready
 from web.context import ctx
 
@@ -22,3 +29,25 @@ def ready():
     s = ctx().services
     report = check_ready(s.redis, s.backend, s.registry, s.breaker, s.clock.now())
     return report, 200 if report["ready"] else 503
+
+
+def metrics_registry(services) -> CollectorRegistry:
+    """Build the scrape registry: every figure comes from Redis or live state."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(services.redis, services.registry, services.store,
+                                     services.backend, broker_lists, count_workers))
+    return registry
+
+
+@bp.get("/metrics")
+def metrics():
+    """Serve Prometheus text format; with MES_METRICS_TOKEN set, a bearer token is required."""
+    c = ctx()
+    token = c.services.settings.metrics_token
+    if token:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <MES_METRICS_TOKEN>'")
+    if c.metrics is None:
+        c.metrics = metrics_registry(c.services)
+    return Response(generate_latest(c.metrics), mimetype=CONTENT_TYPE_LATEST)
