@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from mes.backends.ollama import OllamaClient
 from mes.concurrency import slots_in_use
@@ -18,8 +19,9 @@ from mes.store import RedisJobStore
 
 log = logging.getLogger("mes.residency")
 
-RESIDENT_KEY = "mes:resident"  # zset: model -> when MES last let it be loaded or used
-LOCK_KEY = "mes:residency:lock"
+# Per backend: zset model -> when MES last let it be loaded or used, and the decision lock.
+RESIDENT_KEY = "mes:resident:{backend}"
+LOCK_KEY = "mes:residency:{backend}:lock"
 LOADING_GRACE_S = 60
 
 
@@ -42,15 +44,18 @@ class Residency:
         self._backend = backend
         self.max_loaded = max_loaded
         self._lock_timeout_s = lock_timeout_s
+        backend_name = urlparse(backend.base_url).netloc
+        self._resident = RESIDENT_KEY.format(backend=backend_name)
+        self._lock = LOCK_KEY.format(backend=backend_name)
 
     def admit(self, model_id: str, now: float) -> Admission:
         """Make room for a model if needed; refuse only if every loaded model is busy."""
         if self.max_loaded <= 0:
             return Admission(True)
-        with self._redis.lock(LOCK_KEY, timeout=self._lock_timeout_s, blocking_timeout=10):
+        with self._redis.lock(self._lock, timeout=self._lock_timeout_s, blocking_timeout=10):
             loaded = self._loaded_now(now)
             if model_id in loaded or len(loaded) < self.max_loaded:
-                self._redis.zadd(RESIDENT_KEY, {model_id: now})
+                self._redis.zadd(self._resident, {model_id: now})
                 return Admission(True)
             victim = self.pick_victim(loaded - {model_id})
             if victim is None:
@@ -59,8 +64,8 @@ class Residency:
                 self._backend.unload(victim)
             except MESError as exc:
                 return Admission(False, reason=f"could not unload {victim}: {exc.code}")
-            self._redis.zrem(RESIDENT_KEY, victim)
-            self._redis.zadd(RESIDENT_KEY, {model_id: now})
+            self._redis.zrem(self._resident, victim)
+            self._redis.zadd(self._resident, {model_id: now})
             log.info("event=model_evicted model=%s for=%s", victim, model_id)
             return Admission(True, evicted=victim)
 
@@ -68,13 +73,13 @@ class Residency:
         """Return the backend's loaded models plus those MES just admitted and that are still loading."""
         loaded = {entry.get("name") or entry.get("model") for entry in self._backend.ps()}
         # A model admitted moments ago may still be loading and not yet in /api/ps: count it.
-        recent = self._redis.zrangebyscore(RESIDENT_KEY, now - LOADING_GRACE_S, "+inf")
+        recent = self._redis.zrangebyscore(self._resident, now - LOADING_GRACE_S, "+inf")
         return loaded | set(recent)
 
     def pick_victim(self, candidates: set[str]) -> str | None:
         """Return the least recently used candidate that no job is using."""
         last_used = self._store.last_used(sorted(candidates))
-        admitted = dict(self._redis.zrange(RESIDENT_KEY, 0, -1, withscores=True))
+        admitted = dict(self._redis.zrange(self._resident, 0, -1, withscores=True))
         for model in sorted(candidates, key=lambda m: max(last_used.get(m, 0.0),
                                                          admitted.get(m, 0.0))):
             # Slots are taken before admission, so a job about to start counts as busy too.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import redis as redis_lib
 from redis.backoff import ExponentialBackoff
@@ -52,7 +53,9 @@ class Services:
                                  connect_timeout_s=settings.ollama_connect_timeout_s,
                                  read_timeout_s=settings.ollama_read_timeout_s),
             clock=SystemClock(),
-            breaker=CircuitBreaker(redis, "ollama", threshold=settings.breaker_threshold,
+            # One breaker per backend: worker groups on other backends are not held back.
+            breaker=CircuitBreaker(redis, urlparse(settings.ollama_url).netloc,
+                                   threshold=settings.breaker_threshold,
                                    cooldown_s=settings.breaker_cooldown_s),
         )
 
