@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = N
          stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Parse the command line and run the chosen command."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from mes.bench.cli import main as bench_main
+        return bench_main(argv[1:])
     if argv and argv[0] == "engine":
         # The engine shares no code with the rest of MES, its CLI included.
         from mes.engine.cli import main as engine_main
@@ -229,6 +232,7 @@ def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = N
     up.add_argument("--flower-port", type=int, default=5555)
     up.set_defaults(func=_up)
     commands.add_parser("engine", help="run the Ollama-protocol engine (see `mes engine -h`)")
+    commands.add_parser("bench", help="measure MES on a private stack (see `mes bench -h`)")
     _add_api_commands(commands)
     args = parser.parse_args(argv)
     if getattr(args, "api", None) is not None:

@@ -38,6 +38,9 @@ class Exchange(BaseHTTPRequestHandler):
     """Handle one HTTP connection; its methods are the I/O surface route handlers use."""
 
     protocol_version = "HTTP/1.1"  # keep-alive and chunked transfer encoding
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm
+    # meets the client's delayed ACK and every small reply waits about 40 ms.
+    disable_nagle_algorithm = True
     server_version = "mes-engine"
     sys_version = ""
     server: "EngineHTTPServer"

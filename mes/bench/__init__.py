@@ -1,0 +1,1 @@
+"""Measure MES: `mes bench <scenario>` starts a private stack and prints figures."""
