@@ -110,6 +110,9 @@ class Generator(Protocol):
     def pull(self, model: str, should_stop: ShouldStop) -> Iterator[dict[str, Any]]:
         """Yield Ollama's pull progress objects for MODEL; raises PullError when it cannot be had."""
 
+    def describe(self, model: str) -> Mapping[str, Any] | None:
+        """Return /api/show fields read from the model file (template, model_info, license), or None."""
+
 
 def stop_strings(options: Mapping[str, Any]) -> list[str]:
     """Return the non-empty `stop` strings of OPTIONS (a single string is accepted too)."""

@@ -56,6 +56,16 @@ def import_llama_cpp() -> Any:
     return llama_cpp
 
 
+def _typed(value: str) -> Any:
+    # llama-cpp-python hands GGUF metadata over as strings.
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            pass
+    return {"true": True, "false": False}.get(value, value)
+
+
 class _Model:
     """Hold one loaded GGUF: its Llama instances, chat template and embedding instance."""
 
@@ -210,6 +220,7 @@ class LlamaCppGenerator:
         self._lock = threading.Lock()
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._digests: dict[tuple[str, int, float], str] = {}
+        self._described: dict[str, dict[str, Any]] = {}
 
     def _path(self, model: str) -> Path:
         path = self.files.get(model)
@@ -321,6 +332,24 @@ class LlamaCppGenerator:
                         raise ValueError("input exceeds maximum context length")
             vectors, count = embedder.embed(list(texts), truncate=True, return_count=True)
         return Embeddings([list(map(float, v)) for v in vectors], int(count))
+
+    def describe(self, model: str) -> dict[str, Any] | None:
+        """Return the GGUF's chat template, license and metadata (read once, vocabulary only)."""
+        path = self.files.get(model)
+        if path is None or not path.is_file():
+            return None
+        if str(path) not in self._described:
+            llm = self.lib.Llama(model_path=str(path), vocab_only=True, verbose=False)
+            try:
+                metadata = dict(llm.metadata)
+            finally:
+                llm.close()
+            # As Ollama's show: no chat template or name among the key/values, numbers as numbers.
+            info = {key: _typed(value) for key, value in sorted(metadata.items())
+                    if key not in ("tokenizer.chat_template", "general.name")}
+            self._described[str(path)] = {"template": metadata.get("tokenizer.chat_template", ""),
+                                          "license": metadata.get("general.license", ""), "model_info": info}
+        return self._described[str(path)]
 
     def _digest(self, path: Path, should_stop: ShouldStop) -> str | None:
         stat = path.stat()

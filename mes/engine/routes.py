@@ -58,7 +58,7 @@ def show(engine: "EngineServer", ex: "Exchange") -> None:
     if spec is None:
         ex.send_json(404, {"error": f"model '{name}' not found"})
         return
-    ex.send_json(200, wire.show_body(spec, engine.started_at))
+    ex.send_json(200, wire.show_body(spec, engine.started_at, engine.generator.describe(spec.name)))
 
 
 def generate(engine: "EngineServer", ex: "Exchange") -> None:

@@ -136,6 +136,10 @@ class SimulatedGenerator:
             yield wire.progress(wire.pulling(digest), digest, spec.size, spec.size * quarter // 4)
         yield from wire.pull_epilogue()
 
+    def describe(self, model: str) -> None:
+        """Say nothing beyond the catalogue: simulated models have no file."""
+        return None
+
     @staticmethod
     def _emit(pieces: list[str], token_s: float, should_stop: ShouldStop) -> Iterator[str]:
         for piece in pieces:

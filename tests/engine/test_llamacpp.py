@@ -81,3 +81,11 @@ def test_errors(engine):
     bad = generate(engine, options={"temperature": "hot"})
     assert bad.status_code == 500 and "temperature" in bad.json()["error"]
     assert generate(engine, options={"num_predict": 2}).status_code == 200  # the instance was given back
+
+
+def test_show_reads_the_gguf(engine):
+    shown = ollama.Client(host=engine.url).show(MODEL)
+    assert "<|im_start|>" in shown.template and shown.license == "apache-2.0"
+    info = shown.modelinfo
+    assert info["general.architecture"] == "llama" and info["llama.context_length"] == 8192
+    assert info["llama.block_count"] == 30 and "tokenizer.chat_template" not in info
