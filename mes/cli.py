@@ -1,4 +1,4 @@
-"""Run the `mes` command: `mes up` and `mes engine`, and API commands on top of MESClient.
+"""Run the `mes` command: `mes up`, `mes engine`, `mes keys`, and API commands on top of MESClient.
 
 API commands print JSON to stdout and progress to stderr. Exit codes: 0 success, 1 the job
 failed, was cancelled or expired, 2 a usage or API error.
@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
@@ -191,6 +192,70 @@ def _add_api_commands(commands) -> None:
                         help="show queues, workers and counters (admin)").set_defaults(api=_status)
 
 
+def _keys_create(args, keystore, environ, stdout, stderr) -> int:
+    from mes.keys import check_name, parse_api_keys, parse_scopes
+    try:
+        name, scopes = check_name(args.name), parse_scopes(args.scopes)
+        settings_names = {key.name for key in parse_api_keys(environ.get("MES_API_KEYS", ""))}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if name in settings_names:
+        raise UsageError(f"MES_API_KEYS already has a key named {name!r}")
+    stored, secret = keystore.create(name, scopes, now=time.time())
+    _print({**stored.as_dict(), "key": secret}, stdout)
+    stderr.write("mes: keep this key now; it is stored only as a hash and is never shown again\n")
+    return EXIT_OK
+
+
+def _keys_list(args, keystore, environ, stdout, stderr) -> int:
+    _print({"keys": [key.as_dict() for key in keystore.list()]}, stdout)
+    return EXIT_OK
+
+
+def _keys_revoke(args, keystore, environ, stdout, stderr) -> int:
+    _print(keystore.revoke(args.name, now=time.time()).as_dict(), stdout)
+    return EXIT_OK
+
+
+def _add_keys_commands(commands) -> None:
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--redis-url", help="where keys are kept (default: $MES_REDIS_URL)")
+    keys = commands.add_parser("keys", help="create, list or revoke API keys kept in Redis")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", parents=[store],
+                                     help="make a key and print it once")
+    create.add_argument("--name", required=True, help="the key's name; its jobs belong to it")
+    create.add_argument("--scopes", required=True, help="comma-separated: jobs, models, admin")
+    create.set_defaults(keys=_keys_create)
+    key_commands.add_parser("list", parents=[store],
+                            help="list keys (never their secrets)").set_defaults(keys=_keys_list)
+    revoke = key_commands.add_parser("revoke", parents=[store],
+                                     help="revoke a key at once; its name is never reused")
+    revoke.add_argument("name", metavar="NAME")
+    revoke.set_defaults(keys=_keys_revoke)
+
+
+def _run_keys(args: argparse.Namespace, environ: Mapping[str, str], stdout: TextIO,
+              stderr: TextIO, redis=None) -> int:
+    import redis as redis_lib
+
+    from mes.errors import MESError
+    from mes.keystore import RedisKeyStore
+    from mes.services import connect_redis
+    from mes.settings import Settings
+    url = args.redis_url or environ.get("MES_REDIS_URL") or Settings.redis_url
+    try:
+        keystore = RedisKeyStore(redis if redis is not None else connect_redis(url))
+        return args.keys(args, keystore, environ, stdout, stderr)
+    except UsageError as exc:
+        stderr.write(f"mes: {exc}\n")
+    except MESError as exc:
+        stderr.write(f"mes: {exc.message}\n")
+    except redis_lib.RedisError as exc:
+        stderr.write(f"mes: cannot use Redis at {url}: {exc.__class__.__name__}: {exc}\n")
+    return EXIT_ERROR
+
+
 def _run_api(args: argparse.Namespace, environ: Mapping[str, str], stdout: TextIO,
              stderr: TextIO) -> int:
     from mes.client import MESClientError, WaitTimeout
@@ -210,8 +275,8 @@ def _run_api(args: argparse.Namespace, environ: Mapping[str, str], stdout: TextI
 
 
 def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None,
-         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Parse the command line and run the chosen command."""
+         stdout: TextIO | None = None, stderr: TextIO | None = None, redis=None) -> int:
+    """Parse the command line and run the chosen command; `redis` serves `mes keys` in tests."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         from mes.bench.cli import main as bench_main
@@ -233,8 +298,12 @@ def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = N
     up.set_defaults(func=_up)
     commands.add_parser("engine", help="run the Ollama-protocol engine (see `mes engine -h`)")
     commands.add_parser("bench", help="measure MES on a private stack (see `mes bench -h`)")
+    _add_keys_commands(commands)
     _add_api_commands(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "keys", None) is not None:
+        return _run_keys(args, os.environ if environ is None else environ,
+                         stdout or sys.stdout, stderr or sys.stderr, redis)
     if getattr(args, "api", None) is not None:
         return _run_api(args, os.environ if environ is None else environ,
                         stdout or sys.stdout, stderr or sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mes.keys import EXAMPLE_KEY
 from mes.registry import ModelRegistry
 
-DEV_KEY = "mes-dev-key-change-me"
+DEV_KEY = EXAMPLE_KEY
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ def process_table(registry: ModelRegistry, options: StackOptions, state_dir: Pat
         procs[f"worker_{family.name}"] = worker_command(family.queue, family.name, family.concurrency)
     # The schedule lives in Redis (celery-redbeat), so beat needs no state file.
     procs["beat"] = "celery -A workers.entry beat --loglevel INFO"
-    procs["flower"] = f"celery -A workers.entry flower --address=127.0.0.1 --port={options.flower_port}"
+    # Never an open Flower: the shell expands the user:password pair from the environment.
+    procs["flower"] = (f"celery -A workers.entry flower --address=127.0.0.1 "
+                       f'--port={options.flower_port} "--basic-auth=$MES_FLOWER_BASIC_AUTH"')
     return procs
 
 
@@ -93,6 +97,17 @@ def port_is_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def check_stored_keys(settings, *, embedded_redis: bool) -> None:
+    """Refuse to start in production when no key could authenticate (settings or Redis)."""
+    from mes.errors import ConfigError
+    from mes.keystore import RedisKeyStore, check_keys_exist
+    from mes.services import connect_redis
+    if embedded_redis and not settings.api_keys:
+        raise ConfigError(["no API keys: MES_API_KEYS is empty and a new embedded Redis holds "
+                           "none (MES_ENV=production refuses to start without one)"])
+    check_keys_exist(settings, RedisKeyStore(connect_redis(settings.redis_url)))
+
+
 def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
     """Run every process in the foreground until Ctrl-C, then stop them all."""
     from honcho.manager import Manager
@@ -106,7 +121,8 @@ def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     manager = Manager()
     redis_url = env.get("MES_REDIS_URL", "redis://127.0.0.1:6379/0")
-    if not redis_answers(redis_url):
+    embedded_redis = not redis_answers(redis_url)
+    if embedded_redis:
         binary = find_redis_server()
         if binary is None:
             print(f"mes up: no Redis answers at {redis_url} and no redis-server was found",
@@ -122,11 +138,18 @@ def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
         options = StackOptions(**{**options.__dict__, "start_engine": False})
     else:
         env["MES_OLLAMA_URL"] = f"http://127.0.0.1:{options.engine_port}"
-    if not env.get("MES_API_KEYS"):
+    production = env.get("MES_ENV", "").strip().lower() == "production"
+    if not env.get("MES_API_KEYS") and not production:
         env["MES_API_KEYS"] = f"dev:{DEV_KEY}:admin"
         print(f"mes up: no MES_API_KEYS given; using the development key {DEV_KEY}",
               file=sys.stderr)
+    if not env.get("MES_FLOWER_BASIC_AUTH") and not production:
+        env["MES_FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(16)}"
+        print(f"mes up: no MES_FLOWER_BASIC_AUTH given; Flower's login for this run is "
+              f"{env['MES_FLOWER_BASIC_AUTH']}", file=sys.stderr)
     settings = Settings.from_env(env)  # report every bad setting before starting anything
+    if production:
+        check_stored_keys(settings, embedded_redis=embedded_redis)
     registry = ModelRegistry.from_file(settings.models_file)
     host = urlparse(settings.ollama_url).hostname
     print(f"mes up: API on http://{options.host}:{options.port}, backend {host}, "

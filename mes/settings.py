@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 from mes.errors import ConfigError
-from mes.keys import ApiKey, parse_api_keys
+from mes.keys import ApiKey, check_name, is_example_key, parse_api_keys
 
 # Every setting: (field name, env suffix, parser, default). A default of REQUIRED means
 # the variable must be given. Parsers raise ValueError with a message for people.
@@ -81,6 +82,47 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"must be true or false, got {raw!r}")
 
 
+def _basic_auth(raw: str) -> str:
+    """Check Flower's `user:password[,user:password...]`; Flower compares the pairs as given."""
+    pairs = [pair.strip() for pair in raw.split(",")]
+    for index, pair in enumerate(pairs):
+        user, sep, password = pair.partition(":")
+        if not sep or not user or len(password) < 8:
+            raise ValueError(f"entry {index + 1} must be user:password with a password of at "
+                             "least 8 characters")
+    return ",".join(pairs)
+
+
+DEFAULT_RATE_LIMIT = "1200/minute"
+UNLIMITED = "unlimited"
+_RATE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?$")
+
+
+def _rate_limits(raw: str) -> tuple[tuple[str, str], ...]:
+    """Parse `default=600/minute;alice=60/minute,5/second;ops=unlimited`: a name, its limits."""
+    entries: dict[str, str] = {}
+    for entry in (part.strip() for part in raw.split(";")):
+        if not entry:
+            continue
+        name, sep, limits = (piece.strip() for piece in entry.partition("="))
+        if not sep:
+            raise ValueError(f"{entry!r} must be name=limit, as in default=600/minute")
+        check_name(name)
+        if name in entries:
+            raise ValueError(f"{name} is given twice")
+        rates = [rate.strip() for rate in limits.split(",")]
+        if rates == [UNLIMITED]:
+            entries[name] = UNLIMITED
+            continue
+        bad = [rate for rate in rates if not _RATE.match(rate)]
+        if bad or not rates:
+            raise ValueError(f"{name}: {', '.join(bad) or limits!r} is not a rate such as "
+                             "60/minute or 10 per second")
+        entries[name] = ",".join(rates)
+    entries.setdefault("default", DEFAULT_RATE_LIMIT)
+    return tuple(entries.items())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Hold every MES setting, parsed and checked."""
@@ -111,6 +153,16 @@ class Settings:
     log_level: str = "info"
     breaker_cooldown_s: float = 10.0
     log_prompts: bool = False
+    flower_basic_auth: str = field(default="", repr=False)
+    # Per-key request rates: ("default", ...) applies to every key without its own entry.
+    rate_limits: tuple[tuple[str, str], ...] = (("default", DEFAULT_RATE_LIMIT),)
+    max_prompt_chars: int = 200_000
+    max_messages: int = 1000
+
+    def rate_limit_for(self, key_name: str) -> str:
+        """Return the rate limit of a key (its own entry, else the default), or 'unlimited'."""
+        limits = dict(self.rate_limits)
+        return limits.get(key_name, limits.get("default", DEFAULT_RATE_LIMIT))
 
     @property
     def visibility_timeout_s(self) -> int:
@@ -144,6 +196,8 @@ class Settings:
         if wait_default > wait_max:
             problems.append(f"MES_WAIT_DEFAULT_S ({wait_default}) must not exceed "
                             f"MES_WAIT_MAX_S ({wait_max})")
+        if values.get("env") == "production":
+            problems.extend(_production_problems(values))
         if problems:
             raise ConfigError(problems)
         return cls(**values)
@@ -151,6 +205,22 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         """Return a copy with some fields changed (for tests and `mes up`)."""
         return dataclasses.replace(self, **changes)
+
+
+def _production_problems(values: dict[str, Any]) -> list[str]:
+    """List what MES_ENV=production refuses: the README's key, and Flower without a password.
+
+    Having no key at all is checked at start-up against Redis too (mes.keystore.check_keys_exist),
+    since keys made with `mes keys create` live there.
+    """
+    problems = []
+    if any(is_example_key(key) for key in values.get("api_keys", ())):
+        problems.append("MES_API_KEYS: holds the README's example key; MES_ENV=production "
+                        "refuses it (make one with `mes keys create`)")
+    if not values.get("flower_basic_auth"):
+        problems.append("MES_FLOWER_BASIC_AUTH: required with MES_ENV=production, so that "
+                        "Flower is never open (user:password)")
+    return problems
 
 
 _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
@@ -180,4 +250,8 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("log_level", "LOG_LEVEL", _choice("debug", "info", "warning", "error")),
     ("breaker_cooldown_s", "BREAKER_COOLDOWN_S", _float(0.1, 3600)),
     ("log_prompts", "LOG_PROMPTS", _bool),
+    ("flower_basic_auth", "FLOWER_BASIC_AUTH", _basic_auth),
+    ("rate_limits", "RATE_LIMITS", _rate_limits),
+    ("max_prompt_chars", "MAX_PROMPT_CHARS", _int(1, 10_000_000)),
+    ("max_messages", "MAX_MESSAGES", _int(1, 1000)),
 ]

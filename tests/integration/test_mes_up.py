@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 
@@ -36,7 +37,11 @@ def test_mes_up_runs_the_stack_and_stops_cleanly(tmp_path):
                                  json={"model": "smollm2:135m", "prompt": "What is the capital of France?"})
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "succeeded" and response.json()["result"]["text"]
-        assert requests.get(f"http://127.0.0.1:{ports['flower']}/", timeout=5).status_code == 200
+        # Flower is never open: `mes up` made a login for this run and printed it once.
+        flower = f"http://127.0.0.1:{ports['flower']}/"
+        login = re.search(r"Flower's login for this run is (\S+):(\S+)", proc.log(tail=None))
+        assert requests.get(flower, timeout=5).status_code == 401
+        assert requests.get(flower, auth=login.groups(), timeout=5).status_code == 200
         assert "starting an embedded Redis" in proc.log(tail=None)
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
