@@ -8,6 +8,8 @@ success closes the breaker, a failure opens it again at once.
 
 from __future__ import annotations
 
+import time
+
 from mes.errors import BackendServerError, BackendTimeout, BackendUnavailable, MESError
 
 TRIPPING = (BackendUnavailable, BackendTimeout, BackendServerError)
@@ -24,6 +26,9 @@ return failures
 """
 
 
+CACHE_S = 0.5
+
+
 class CircuitBreaker:
     """Open after repeated backend failures; close on the first success."""
 
@@ -33,20 +38,31 @@ class CircuitBreaker:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self._fail = redis.register_script(_FAIL)
+        self._cached: tuple[float, int, float] | None = None  # (read at, failures, open_until)
+
+    def _state(self) -> tuple[int, float]:
+        # Every job asks before calling the backend; half a second of staleness costs at
+        # most a few calls to a backend that just broke, and saves a round trip per job.
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > CACHE_S:
+            failures, open_until = self._redis.hmget(self.key, "failures", "open_until")
+            self._cached = (now, int(failures or 0), float(open_until or 0))
+        return self._cached[1], self._cached[2]
 
     def wait_s(self, now: float) -> float:
         """Return how long calls must wait (0 when the breaker lets them through)."""
-        open_until = self._redis.hget(self.key, "open_until")
-        return max(0.0, float(open_until) - now) if open_until else 0.0
+        return max(0.0, self._state()[1] - now)
 
     def record(self, error: MESError | None, now: float) -> None:
         """Count a call's outcome: None for success, else the error it raised."""
         if error is None:
-            # Most calls succeed with the breaker closed; skip the write when nothing is stored.
-            if self._redis.exists(self.key):
+            # Most calls succeed with the breaker closed: write only when failures are stored.
+            if self._state()[0]:
                 self._redis.delete(self.key)
+                self._cached = None
         elif isinstance(error, TRIPPING):
             self._fail(keys=[self.key], args=[self.threshold, now, self.cooldown_s])
+            self._cached = None
 
     def state(self, now: float) -> dict:
         """Describe the breaker for /ready and /v1/status."""

@@ -2,16 +2,16 @@
 
 Queue routing bounds a family's concurrency per worker; this semaphore bounds a model's
 concurrency globally. Each holder has a lease with a TTL in a sorted set (score = expiry);
-a heartbeat renews it, so the slot of a worker killed with -9 frees itself when its lease
+the process's Renewer renews it, so the slot of a worker killed with -9 frees itself when its lease
 runs out.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 from mes.lease import worker_token
+from mes.renewer import Renewer
 
 # Take a slot if one is free, after dropping expired holders.
 # KEYS[1] the model's holder zset; ARGV[1] limit, ARGV[2] token, ARGV[3] now (ms), ARGV[4] TTL (ms)
@@ -44,27 +44,36 @@ def holders_key(model_id: str) -> str:
     return f"mes:slots:{model_id}"
 
 
-class ModelSlot:
-    """Hold one of a model's concurrency slots, renewed by a heartbeat until released."""
+class SlotScripts:
+    """Hold the semaphore scripts, registered once per Redis client."""
 
-    def __init__(self, redis, model_id: str, limit: int, ttl_s: float):
-        self._redis = redis
+    def __init__(self, redis):
+        self.redis = redis
+        self.acquire = redis.register_script(_ACQUIRE)
+        self.renew = redis.register_script(_RENEW)
+
+
+class ModelSlot:
+    """Hold one of a model's concurrency slots, kept renewed until released."""
+
+    def __init__(self, scripts: SlotScripts, renewer: Renewer, model_id: str, limit: int,
+                 ttl_s: float):
+        self._scripts = scripts
+        self._redis = scripts.redis
+        self._renewer = renewer
         self.key = holders_key(model_id)
         self.limit = limit
         self.ttl_ms = int(ttl_s * 1000)
         self.token = worker_token()
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._handle: int | None = None
 
     def try_acquire(self) -> bool:
         """Take a slot now if one is free."""
         now_ms = int(time.time() * 1000)
-        if not self._acquire(keys=[self.key], args=[self.limit, self.token, now_ms, self.ttl_ms]):
+        if not self._scripts.acquire(keys=[self.key],
+                                     args=[self.limit, self.token, now_ms, self.ttl_ms]):
             return False
-        self._thread = threading.Thread(target=self._heartbeat, name="mes-slot", daemon=True)
-        self._thread.start()
+        self._handle = self._renewer.add(self._renew_once)
         return True
 
     def acquire(self, wait_s: float, poll_s: float = 0.05) -> bool:
@@ -77,19 +86,14 @@ class ModelSlot:
                 return False
             time.sleep(poll_s)
 
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.ttl_ms / 3000):
-            try:
-                self._renew(keys=[self.key],
-                            args=[self.token, int(time.time() * 1000) + self.ttl_ms, self.ttl_ms])
-            except Exception:  # noqa: BLE001 - Redis may be restarting; try next beat
-                continue
+    def _renew_once(self) -> bool:
+        return bool(self._scripts.renew(
+            keys=[self.key], args=[self.token, int(time.time() * 1000) + self.ttl_ms, self.ttl_ms]))
 
     def release(self) -> None:
         """Give the slot back."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
+        if self._handle is not None:
+            self._renewer.remove(self._handle)
         try:
             self._redis.zrem(self.key, self.token)
         except Exception:  # noqa: BLE001 - the lease expires by itself

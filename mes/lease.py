@@ -1,5 +1,6 @@
 """Hold a per-job lease in Redis while a worker runs it, renewed by a heartbeat.
 
+Renewal runs at a third of the TTL, so two missed beats still keep the lease.
 A live lease means a live worker is running the job, so a redelivered message must not
 start it again. A lease whose worker died (-9, OOM, lost host) expires within its TTL,
 and the job can then run again.
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import uuid
+
+from mes.renewer import Renewer
 
 # Renew only our own lease. KEYS[1] lease key; ARGV[1] our token, ARGV[2] TTL in ms.
 _RENEW = """
@@ -39,49 +41,51 @@ def worker_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class JobLease:
-    """Acquire, renew in the background, and release one job's lease."""
+class LeaseScripts:
+    """Hold the lease scripts, registered once per Redis client."""
 
-    def __init__(self, redis, job_id: str, ttl_s: float):
-        self._redis = redis
+    def __init__(self, redis):
+        self.redis = redis
+        self.renew = redis.register_script(_RENEW)
+        self.release = redis.register_script(_RELEASE)
+
+
+class JobLease:
+    """Acquire, keep renewed (through the process's Renewer), and release one job's lease."""
+
+    def __init__(self, scripts: LeaseScripts, renewer: Renewer, job_id: str, ttl_s: float):
+        self._scripts = scripts
+        self._redis = scripts.redis
+        self._renewer = renewer
         self.key = lease_key(job_id)
         self.ttl_ms = int(ttl_s * 1000)
         self.token = worker_token()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._handle: int | None = None
         self.lost = False
 
     def acquire(self) -> bool:
-        """Take the lease if nobody holds it; start renewing it."""
+        """Take the lease if nobody holds it; keep it renewed until released."""
         if not self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
             return False
-        self._thread = threading.Thread(target=self._heartbeat, name="mes-lease", daemon=True)
-        self._thread.start()
+        self._handle = self._renewer.add(self._renew_once)
         return True
 
     def remaining_s(self) -> float:
         """Return how long the current holder's lease still runs."""
         return max(0.0, self._redis.pttl(self.key) / 1000)
 
-    def _heartbeat(self) -> None:
-        # Renew at a third of the TTL, so two missed beats still keep the lease.
-        while not self._stop.wait(self.ttl_ms / 3000):
-            try:
-                if not self._renew(keys=[self.key], args=[self.token, self.ttl_ms]):
-                    self.lost = True  # expired under us (a long stall); someone may rerun it
-                    return
-            except Exception:  # noqa: BLE001 - Redis may be restarting; try next beat
-                continue
+    def _renew_once(self) -> bool:
+        if not self._scripts.renew(keys=[self.key], args=[self.token, self.ttl_ms]):
+            self.lost = True  # expired under us (a long stall); someone may rerun it
+            return False
+        return True
 
     def release(self) -> None:
         """Stop renewing and drop the lease if it is still ours."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
+        if self._handle is not None:
+            self._renewer.remove(self._handle)
         try:
-            self._release(keys=[self.key], args=[self.token])
+            self._scripts.release(keys=[self.key], args=[self.token])
         except Exception:  # noqa: BLE001 - it expires by itself
             pass
 

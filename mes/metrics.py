@@ -40,10 +40,13 @@ class MetricsRecorder:
         self._redis = redis
 
     def job_ran(self, model: str, *, queue_wait_s: float | None, run_s: float | None,
-                tokens: int) -> None:
-        """Observe a run's waits and tokens, in one round trip (final states are counted
-        by the store's save script, which every final transition passes through)."""
-        pipe = self._redis.pipeline(transaction=False)
+                tokens: int, pipe=None) -> None:
+        """Observe a run's waits and tokens, in one round trip or in the caller's pipeline.
+
+        Final states are counted by the store's save script, which every one passes through.
+        """
+        own = pipe is None
+        pipe = self._redis.pipeline(transaction=False) if own else pipe
         for name, value in (("queue_wait", queue_wait_s), ("run", run_s)):
             if value is None:
                 continue
@@ -53,7 +56,8 @@ class MetricsRecorder:
             pipe.hincrbyfloat(key, "sum", value)
         if tokens:
             pipe.hincrby(f"{_PREFIX}:tokens", model, tokens)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def backend_error(self, code: str) -> None:
         """Count a backend failure by code."""

@@ -5,20 +5,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mes.backends.ollama import OllamaClient
 from mes.breaker import CircuitBreaker
 from mes.cancel import StopCheck
 from mes.clock import SystemClock
-from mes.concurrency import ModelSlot
+from mes.concurrency import ModelSlot, SlotScripts
 from mes.errors import BackendError, BackendUnavailable, JobCancelled, JobTimeout, MESError, WorkerLost
 from mes.execution import backend_options, execute  # noqa: F401 - backend_options re-exported
 from mes.jobs import Job, JobStatus
-from mes.lease import JobLease
+from mes.lease import JobLease, LeaseScripts
 from mes.metrics import MetricsRecorder
 from mes.registry import ModelRegistry
+from mes.renewer import Renewer
 from mes.residency import Residency
 from mes.store import RedisJobStore, StaleJob
 
@@ -64,22 +65,30 @@ class JobRunner:
     max_lost: int = 3
     slot_wait_s: float = 2.0
     metrics: MetricsRecorder | None = None
+    renewer: Renewer = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Built once per process: one renewer thread and the scripts, not one per job.
+        self.renewer = Renewer(interval_s=self.lease_ttl_s / 3)
+        self._lease_scripts = LeaseScripts(self.store.redis)
+        self._slot_scripts = SlotScripts(self.store.redis)
 
     def run(self, job_id: str) -> RunOutcome:
         """Run a job once under its lease; a job already final, or gone, is left alone."""
-        job = self.store.get(job_id)
-        if job is None or job.status.is_final:
-            return RunOutcome(job)
-        lease = JobLease(self.store.redis, job_id, self.lease_ttl_s)
+        lease = JobLease(self._lease_scripts, self.renewer, job_id, self.lease_ttl_s)
         if not lease.acquire():
             # A live worker runs it (or one died moments ago): look again once its lease is over.
+            job = self.store.get(job_id)
+            if job is None or job.status.is_final:
+                return RunOutcome(job)
             log_state(job, event="lease_held")
             return RunOutcome(job, retry_in_s=lease.remaining_s() + 1)
         with lease:
             return self._run_leased(job_id)
 
     def _run_leased(self, job_id: str) -> RunOutcome:
-        job = self.store.get(job_id)  # read again: it may have finished before we held the lease
+        # Read under the lease: whatever we see now, no other run changes until we let go.
+        job = self.store.get(job_id)
         if job is None or job.status.is_final:
             return RunOutcome(job)
         now = self.clock.now()
@@ -104,7 +113,8 @@ class JobRunner:
                     {"breaker": "open"}).to_dict()))
             return self._defer(job, wait_s + backoff_s(1) / 2, "breaker_open")
         spec = self.registry.get(job.model)
-        slot = ModelSlot(self.store.redis, spec.id, spec.concurrency_limit, self.lease_ttl_s)
+        slot = ModelSlot(self._slot_scripts, self.renewer, spec.id, spec.concurrency_limit,
+                         self.lease_ttl_s)
         if not slot.acquire(self.slot_wait_s):
             return self._defer(job, backoff_s(1) / 2, "model_busy")
         try:
@@ -145,12 +155,16 @@ class JobRunner:
         finished = self.clock.now()
         result["timings"]["queue_ms"] = round((job.started_at - job.created_at) * 1000)
         result["timings"]["total_ms"] = round((finished - job.created_at) * 1000)
-        self.store.mark_used(job.model, finished)
+        done = self._finish(job, JobStatus.SUCCEEDED, result=result)
+        # The record is saved (and waiters woken) first; the bookkeeping follows in one trip.
+        pipe = self.store.redis.pipeline(transaction=False)
+        self.store.mark_used(job.model, finished, pipe)
         if self.metrics:
             self.metrics.job_ran(job.model, queue_wait_s=job.started_at - job.created_at,
                                  run_s=finished - job.started_at,
-                                 tokens=result["usage"]["completion_tokens"])
-        return RunOutcome(self._finish(job, JobStatus.SUCCEEDED, result=result))
+                                 tokens=result["usage"]["completion_tokens"], pipe=pipe)
+        pipe.execute()
+        return RunOutcome(done)
 
     def _defer(self, job: Job, delay: float, reason: str) -> RunOutcome:
         """Put the job back in the queue for `delay` seconds without spending an attempt."""

@@ -14,13 +14,15 @@ FINAL_CHANNEL = "mes:events:final"
 # KEYS[4] running set of its model, KEYS[5] owner's job index (zset)
 # ARGV[1] version read ("" to create), ARGV[2] new status, ARGV[3] record JSON,
 # ARGV[4] TTL seconds, ARGV[5] job id, ARGV[6] score (created, ms),
-# ARGV[7] channel to publish the id on ("" unless the job became final), ARGV[8] model id
+# ARGV[7] channel to publish the id on ("" unless the job became final), ARGV[8] model id,
+# ARGV[9] on create only: the model's queue limit ("" for none); returns -2 when reached
 # Also counts submissions and final states in the hashes mes:counters and mes:metrics:jobs
 # (fixed keys, so this script assumes one Redis, not a cluster).
 _SAVE = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
   if current then return -1 end
+  if ARGV[9] ~= '' and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[9]) then return -2 end
 elseif current ~= ARGV[1] then
   return -1
 end
@@ -59,6 +61,10 @@ class StaleJob(Exception):
     """Signal that the job changed since it was read."""
 
 
+class QueueAtLimit(Exception):
+    """Signal that the model's queue already holds its limit of jobs."""
+
+
 def job_key(job_id: str) -> str:
     """Return the Redis key of a job record."""
     return f"mes:job:{job_id}"
@@ -76,20 +82,22 @@ class RedisJobStore:
         return [job_key(job.id), f"mes:queued:q:{job.queue}", f"mes:queued:m:{job.model}",
                 f"mes:running:{job.model}", f"mes:owner:{job.owner}:jobs"]
 
-    def _write(self, job: Job, expected: str) -> Job:
+    def _write(self, job: Job, expected: str, queue_limit: int | None = None) -> Job:
         version = self._save(
             keys=self._keys(job),
             args=[expected, job.status.value, job.to_json(), self.ttl_s, job.id,
                   int(job.created_at * 1000), FINAL_CHANNEL if job.status.is_final else "",
-                  job.model],
+                  job.model, "" if queue_limit is None else queue_limit],
         )
         if version == -1:
             raise StaleJob(job.id)
+        if version == -2:
+            raise QueueAtLimit(job.model)
         return dataclasses.replace(job, version=int(version))
 
-    def create(self, job: Job) -> Job:
-        """Save a new job; fail if the id is taken."""
-        return self._write(job, "")
+    def create(self, job: Job, queue_limit: int | None = None) -> Job:
+        """Save a new job; fail if the id is taken, or if its model's queue is at the limit."""
+        return self._write(job, "", queue_limit)
 
     def save(self, job: Job) -> Job:
         """Save a changed job read at `job.version`; raise StaleJob if it changed meanwhile."""
@@ -162,13 +170,18 @@ class RedisJobStore:
             cursor = int(found[-1].created_at * 1000)
         return found, cursor
 
-    def mark_used(self, model_id: str, ts: float) -> None:
-        """Record when a model last served a job, and keep its recent completion times."""
-        pipe = self.redis.pipeline(transaction=False)
+    def mark_used(self, model_id: str, ts: float, pipe=None) -> None:
+        """Record when a model last served a job, and keep its recent completion times.
+
+        With `pipe`, the commands join the caller's pipeline instead of running now.
+        """
+        own = pipe is None
+        pipe = self.redis.pipeline(transaction=False) if own else pipe
         pipe.hset("mes:models:last_used", model_id, repr(ts))
         pipe.lpush(f"mes:done:{model_id}", repr(ts))
         pipe.ltrim(f"mes:done:{model_id}", 0, 99)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def service_rate(self, model_id: str) -> float:
         """Return the model's recent completions per second (0 when unknown)."""

@@ -11,7 +11,7 @@ from mes.clock import SystemClock, new_id
 from mes.errors import BackendUnavailable, IdempotencyMismatch, InvalidRequest, QueueFull
 from mes.jobs import Job, JobKind, JobStatus
 from mes.registry import ModelRegistry, ModelSpec
-from mes.store import RedisJobStore, StaleJob
+from mes.store import QueueAtLimit, RedisJobStore, StaleJob
 from mes import structured
 
 REQUEST_FIELDS = ("prompt", "messages", "system", "options", "format")
@@ -30,17 +30,15 @@ def request_hash(body: dict[str, Any]) -> str:
                           .encode()).hexdigest()
 
 
-def check_queue_room(spec: ModelSpec, store: RedisJobStore) -> None:
-    """Refuse a job when the model's queue is full, saying when to come back."""
+def queue_full(spec: ModelSpec, store: RedisJobStore) -> QueueFull:
+    """Build the refusal for a full queue, saying when to come back."""
     queued, _ = store.model_counts([spec.id])[spec.id]
-    if queued < spec.max_queue:
-        return
     rate = store.service_rate(spec.id)
     # Time for one place to free up at the observed rate; without data, a short guess.
     retry_after = math.ceil((queued - spec.max_queue + 1) / rate) if rate > 0 else 5
-    raise QueueFull(f"the queue of {spec.id} is full ({queued} waiting, limit {spec.max_queue})",
-                    {"model": spec.id, "queued": queued, "max_queue": spec.max_queue},
-                    retry_after_s=max(1, min(retry_after, 300)))
+    return QueueFull(f"the queue of {spec.id} is full ({queued} waiting, limit {spec.max_queue})",
+                     {"model": spec.id, "queued": queued, "max_queue": spec.max_queue},
+                     retry_after_s=max(1, min(retry_after, 300)))
 
 
 def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
@@ -54,8 +52,6 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
     """
     spec = registry.get(body["model"])
     structured.check_format(body.get("format"))
-    if kind is JobKind.INFERENCE:
-        check_queue_room(spec, store)
     timeout_s = body.get("timeout_s") or spec.timeout_s
     if timeout_s > max_timeout_s:
         raise InvalidRequest(f"timeout_s may be at most {max_timeout_s}",
@@ -70,7 +66,11 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
         priority=body.get("priority", "interactive"), metadata=body.get("metadata") or {},
         request_id=request_id,
     )
-    job = store.create(job)
+    try:
+        # The limit is checked inside the create script: no extra round trip, no race.
+        job = store.create(job, spec.max_queue if kind is JobKind.INFERENCE else None)
+    except QueueAtLimit:
+        raise queue_full(spec, store) from None
     if idempotency_key is not None:
         # The job is saved before the key is claimed, so whoever finds the key taken also
         # finds its job; the loser's record was never dispatched and is dropped.

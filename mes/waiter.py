@@ -31,9 +31,8 @@ class FinalWaiter:
 
     def wait(self, job_id: str, timeout_s: float) -> Job | None:
         """Return the job once it is final, or as it stands when the timeout runs out."""
-        job = self._store.get(job_id)
-        if job is None or job.status.is_final or timeout_s <= 0:
-            return job
+        if timeout_s <= 0:
+            return self._store.get(job_id)
         deadline = time.monotonic() + timeout_s
         event = threading.Event()
         self._register(job_id, event)

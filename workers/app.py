@@ -10,6 +10,7 @@ from celery.schedules import crontab
 
 from mes.heartbeat import WorkerHeartbeat
 from mes.logs import configure_logging
+from mes.runner import JobRunner
 from mes.queueing import WARMUP_TASK, beat_schedule, celery_config
 from mes.registry import ModelRegistry
 from mes.services import Services, connect_redis
@@ -20,11 +21,12 @@ log = logging.getLogger("mes.workers")
 
 
 class WorkerServices:
-    """Build Services lazily, once per process, so no socket crosses a fork."""
+    """Build Services and the job runner lazily, once per process, so no socket crosses a fork."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._services: Services | None = None
+        self._runner: JobRunner | None = None
 
     def get(self) -> Services:
         """Return this process's services, building them on first use."""
@@ -32,9 +34,16 @@ class WorkerServices:
             self._services = Services.from_settings(self.settings)
         return self._services
 
+    def runner(self) -> JobRunner:
+        """Return this process's job runner (it owns the lease renewer thread)."""
+        if self._runner is None:
+            self._runner = self.get().runner()
+        return self._runner
+
     def reset(self) -> None:
         """Forget objects inherited from the parent process."""
         self._services = None
+        self._runner = None
 
 
 def _celery_schedule(value):

@@ -21,7 +21,7 @@ def register_tasks(app: Celery, services) -> None:
         """Run one job; requeue it with backoff when the runner says the failure can heal."""
         s = services.get()
         try:
-            outcome = s.runner().run(job_id)
+            outcome = services.runner().run(job_id)
         except SoftTimeLimitExceeded:
             abandon_job(job_id, JobTimeout("the job hit the worker's soft time limit"),
                         store=s.store, clock=s.clock)
@@ -33,9 +33,8 @@ def register_tasks(app: Celery, services) -> None:
     def warmup(model_id: str) -> bool:
         """Load a model and refresh its keep_alive (from beat, or when a worker starts)."""
         s = services.get()
-        runner = s.runner()
         return warm_model(s.registry.get(model_id), backend=s.backend, clock=s.clock,
-                          residency=runner.residency)
+                          residency=services.runner().residency)
 
     @app.task(name=REAP_TASK, ignore_result=True)
     def reap(family: str) -> dict:

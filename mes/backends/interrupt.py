@@ -2,8 +2,8 @@
 
 Ollama sends no byte until the model is loaded and the prompt is read, which can take
 minutes; checking a flag between chunks would not notice a cancel in that time. So the
-calling thread registers a StopWatch, our urllib3 connection hands it its socket, and a
-watcher thread shuts the socket down when the stop condition turns true. The blocked read
+calling thread registers a StopWatch, our urllib3 connection hands it its socket, and the
+client's one watcher thread shuts the socket down when the stop condition turns true. The blocked read
 then fails at once, and Ollama sees the disconnect and stops generating.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Callable
 
 import urllib3
@@ -21,25 +22,23 @@ POLL_S = 0.1
 
 
 class StopWatch:
-    """Watch a stop condition from a thread, and shut the call's socket down when it is true."""
+    """Watch one call's stop condition; shut the call's socket down when it turns true."""
 
-    def __init__(self, should_stop: Callable[[], bool]):
+    def __init__(self, should_stop: Callable[[], bool], watcher: "Watcher"):
         self._should_stop = should_stop
+        self._watcher = watcher
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self._done = threading.Event()
         self.stopped = False
-        self._thread = threading.Thread(target=self._watch, name="mes-stopwatch", daemon=True)
 
     def __enter__(self) -> "StopWatch":
         _local.watch = self
-        self._thread.start()
+        self._watcher.add(self)
         return self
 
     def __exit__(self, *exc_info) -> None:
         _local.watch = None
-        self._done.set()
-        self._thread.join(1)
+        self._watcher.remove(self)
 
     def attach(self, sock: socket.socket | None) -> None:
         """Remember the socket this call reads from."""
@@ -48,17 +47,49 @@ class StopWatch:
             if self.stopped:
                 _shutdown(sock)
 
-    def _watch(self) -> None:
-        while not self._done.wait(POLL_S):
-            try:
-                stop = self._should_stop()
-            except Exception:  # noqa: BLE001 - a failed check must not kill the call
-                stop = False
-            if stop:
-                with self._lock:
-                    self.stopped = True
-                    _shutdown(self._sock)
-                return
+    def check(self) -> bool:
+        """Cut the call if its stop condition holds; tell whether it did."""
+        try:
+            stop = self._should_stop()
+        except Exception:  # noqa: BLE001 - a failed check must not kill the call
+            stop = False
+        if stop:
+            with self._lock:
+                self.stopped = True
+                _shutdown(self._sock)
+        return stop
+
+
+class Watcher:
+    """Check every active StopWatch of a client from one thread, ten times a second."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watches: set[StopWatch] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: StopWatch) -> None:
+        """Start watching a call."""
+        with self._lock:
+            self._watches.add(watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="mes-stopwatch",
+                                                daemon=True)
+                self._thread.start()
+
+    def remove(self, watch: StopWatch) -> None:
+        """Stop watching a call."""
+        with self._lock:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(POLL_S)
+            with self._lock:
+                watches = list(self._watches)
+            for watch in watches:
+                if watch.check():
+                    self.remove(watch)
 
 
 def _shutdown(sock: socket.socket | None) -> None:

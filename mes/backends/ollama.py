@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 import requests
 
-from mes.backends.interrupt import InterruptibleAdapter, StopWatch
+from mes.backends.interrupt import InterruptibleAdapter, StopWatch, Watcher
 from mes.errors import (BackendBusy, BackendError, BackendRejected, BackendServerError,
                         BackendTimeout, BackendUnavailable, JobCancelled, ModelNotFound)
 
@@ -36,6 +36,7 @@ class OllamaClient:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.session = session or requests.Session()
+        self._watcher = Watcher()
         adapter = InterruptibleAdapter()
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -128,7 +129,9 @@ class OllamaClient:
     def _stream(self, path: str, body: dict, field: str, should_stop: Callable[[], bool] | None,
                 read_timeout_s: float | None, request_id: str | None) -> Completion:
         body["stream"] = True
-        watch = StopWatch(should_stop or (lambda: False))
+        if should_stop is None:
+            return self._read_stream(path, body, field, read_timeout_s, request_id)
+        watch = StopWatch(should_stop, self._watcher)
         try:
             with watch:
                 return self._read_stream(path, body, field, read_timeout_s, request_id)

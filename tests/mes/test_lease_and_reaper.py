@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mes.jobs import JobStatus
-from mes.lease import JobLease, lease_alive
+from mes.lease import JobLease, LeaseScripts, lease_alive
+from mes.renewer import Renewer
 from mes.reaper import reap_family
 from mes.runner import run_job
 
@@ -19,8 +20,8 @@ def run(store, registry, backend, clock):
 
 
 def test_lease_is_exclusive_and_released(redis):
-    first = JobLease(redis, "job_1", ttl_s=5)
-    second = JobLease(redis, "job_1", ttl_s=5)
+    first = JobLease(LeaseScripts(redis), Renewer(1), "job_1", ttl_s=5)
+    second = JobLease(LeaseScripts(redis), Renewer(1), "job_1", ttl_s=5)
     assert first.acquire() and not second.acquire()
     assert 0 < second.remaining_s() <= 5
     first.release()
@@ -29,7 +30,7 @@ def test_lease_is_exclusive_and_released(redis):
 
 
 def test_release_keeps_someone_elses_lease(redis):
-    mine = JobLease(redis, "job_2", ttl_s=5)
+    mine = JobLease(LeaseScripts(redis), Renewer(1), "job_2", ttl_s=5)
     assert mine.acquire()
     redis.set("mes:lease:job_2", "another-worker")  # ours expired and someone took it
     mine.release()
@@ -38,7 +39,7 @@ def test_release_keeps_someone_elses_lease(redis):
 
 def test_redelivery_while_leased_is_bounced_not_run(submit, run, redis, engine):
     job = submit()
-    holder = JobLease(redis, job.id, ttl_s=5)
+    holder = JobLease(LeaseScripts(redis), Renewer(1), job.id, ttl_s=5)
     assert holder.acquire()
     before = engine.stats()["total_requests"]
     outcome = run(job.id)
@@ -68,7 +69,7 @@ def test_reaper_requeues_running_jobs_without_lease(submit, store, registry, clo
     orphan = store.save(submit().evolve(status=JobStatus.RUNNING, attempts=1,
                                         started_at=clock.now()))
     alive = store.save(submit().evolve(status=JobStatus.RUNNING, attempts=1, started_at=clock.now()))
-    JobLease(redis, alive.id, ttl_s=60).acquire()
+    JobLease(LeaseScripts(redis), Renewer(1), alive.id, ttl_s=60).acquire()
     sent = []
     family = registry.get("smollm2:135m").family
     kwargs = dict(store=store, registry=registry, clock=clock, dispatch=sent.append, grace_s=10)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mes.concurrency import ModelSlot, slots_in_use
+from mes.concurrency import ModelSlot, SlotScripts, slots_in_use
+from mes.renewer import Renewer
 from mes.engine.config import EngineConfig
 from mes.engine.server import EngineServer
 from mes.backends.ollama import OllamaClient
@@ -51,8 +52,8 @@ def test_a_model_in_use_is_never_evicted(store, roomy_backend, clock, redis):
         residency.admit(model, clock.now())
         roomy_backend.load(model, "5m")
         clock.advance(100)
-    busy_a = ModelSlot(redis, "a:1", limit=1, ttl_s=30)
-    busy_b = ModelSlot(redis, "b:1", limit=1, ttl_s=30)
+    busy_a = ModelSlot(SlotScripts(redis), Renewer(0.1), "a:1", limit=1, ttl_s=30)
+    busy_b = ModelSlot(SlotScripts(redis), Renewer(0.1), "b:1", limit=1, ttl_s=30)
     assert busy_a.try_acquire() and busy_b.try_acquire()
     refused = residency.admit("c:1", clock.now())
     assert not refused.admitted and "running" in refused.reason
@@ -71,7 +72,8 @@ def test_loaded_model_is_admitted_without_eviction(store, roomy_backend, clock):
 
 
 def test_semaphore_limits_holders_and_frees_on_release(redis):
-    first, second, third = (ModelSlot(redis, "m:1", limit=2, ttl_s=30) for _ in range(3))
+    first, second, third = (ModelSlot(SlotScripts(redis), Renewer(0.1), "m:1", limit=2, ttl_s=30)
+                            for _ in range(3))
     assert first.try_acquire() and second.try_acquire()
     assert not third.try_acquire()
     assert slots_in_use(redis, "m:1") == 2
@@ -83,9 +85,9 @@ def test_semaphore_limits_holders_and_frees_on_release(redis):
 
 
 def test_dead_holders_slot_expires(redis):
-    dead = ModelSlot(redis, "m:2", limit=1, ttl_s=0.3)
+    dead = ModelSlot(SlotScripts(redis), Renewer(0.1), "m:2", limit=1, ttl_s=0.3)
     assert dead.try_acquire()
-    dead._stop.set()  # the process died: no more heartbeats, no release
-    waiting = ModelSlot(redis, "m:2", limit=1, ttl_s=30)
+    dead._renewer.remove(dead._handle)  # the process died: no more renewals, no release
+    waiting = ModelSlot(SlotScripts(redis), Renewer(0.1), "m:2", limit=1, ttl_s=30)
     assert waiting.acquire(wait_s=3)
     waiting.release()
