@@ -86,7 +86,6 @@ class _Model:
         template = first.metadata.get("tokenizer.chat_template")
         self.formatter = (lib.llama_chat_format.Jinja2ChatFormatter(template, eos_text, self.bos_text)
                           if template else None)
-        self.metadata = dict(first.metadata)
 
     def _new_instance(self, **overrides: Any) -> Any:
         threads = self.runner.threads
