@@ -10,12 +10,13 @@ import uuid
 from flask import Flask, g, request
 
 from mes.keys import KeyRing
+from mes.keystore import RedisKeyStore, check_keys_exist
 from mes.logs import configure_logging
 from mes.services import Services, connect_redis
 from mes.settings import Settings
 from mes.submit import Dispatcher
 from mes.waiter import FinalWaiter
-from web import errors
+from web import auth, errors, limits, openapi, ratelimit
 from web.context import WebContext
 from web.dispatch import CeleryDispatcher
 from web.views import jobs, models, service, status
@@ -35,14 +36,18 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app = Flask("mes")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
+    keystore = RedisKeyStore(services.redis)
+    # MES_ENV=production: no key anywhere means refusing to start, not answering 401 forever.
+    check_keys_exist(settings, keystore)
     app.extensions["mes"] = WebContext(
         services=services,
-        keyring=KeyRing(settings.api_keys),
+        keyring=KeyRing(settings.api_keys, keystore),
         dispatcher=dispatcher or CeleryDispatcher.from_settings(settings),
         waiter=FinalWaiter(services.store, lambda: connect_redis(settings.redis_url)),
     )
     if not settings.api_keys:
-        logging.getLogger("mes.web").warning("event=no_api_keys every /v1 request will get 401")
+        logging.getLogger("mes.web").warning(
+            "event=no_settings_api_keys only keys made with `mes keys create` will work")
     errors.init_app(app)
 
     @app.before_request
@@ -51,6 +56,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied[:128] if supplied.isprintable() and supplied else uuid.uuid4().hex
         g.started = time.perf_counter()
+
+    # Order matters: the request id first, then the key, then its rate, then the body.
+    auth.init_app(app)
+    ratelimit.init_app(app, ratelimit.build_limiter(settings, services.redis))
+    limits.init_app(app)
 
     @app.after_request
     def echo_request_id(response):
@@ -64,4 +74,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     for module in (jobs, models, service, status):
         app.register_blueprint(module.bp)
+    openapi.init_app(app)
     return app

@@ -1,13 +1,19 @@
-"""Authenticate API keys and check scopes on /v1 routes."""
+"""Authenticate API keys on /v1 routes and check scopes.
+
+Every /v1 request is authenticated before anything else runs (the rate limiter keys on the
+result), so an unknown path under /v1 answers 401 to a caller without a key, never 404.
+"""
 
 from __future__ import annotations
 
 import functools
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 
 from mes.errors import Forbidden, Unauthorized
 from mes.keys import ApiKey
+
+API_PREFIX = "/v1/"
 
 
 def _presented_secret() -> str:
@@ -23,25 +29,44 @@ def _presented_secret() -> str:
     raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key'")
 
 
+def _identify() -> ApiKey:
+    key = current_app.extensions["mes"].keyring.authenticate(_presented_secret())
+    if key is None:
+        # The same words for unknown and revoked keys: a caller learns nothing about either.
+        raise Unauthorized("the API key is not valid")
+    return key
+
+
+def authenticate() -> None:
+    """Find the key of a /v1 request and keep it in g.api_key; 401 if it has none that works."""
+    if request.path.startswith(API_PREFIX):
+        g.api_key = _identify()
+
+
+def init_app(app: Flask) -> None:
+    """Authenticate before any other before_request hook (the rate limiter's included)."""
+    app.before_request(authenticate)
+
+
 def current_key() -> ApiKey:
     """Return the key that authenticated this request."""
     return g.api_key
 
 
 def require(scope: str | tuple[str, ...] | None):
-    """Require a valid key holding the scope (any of several), or any key for None."""
+    """Require a key holding the scope (any of several), or any key for None."""
     scopes = (scope,) if isinstance(scope, str) else scope
 
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            key = current_app.extensions["mes"].keyring.authenticate(_presented_secret())
-            if key is None:
-                raise Unauthorized("the API key is not valid")
+            key = g.get("api_key")
+            if key is None:  # a view outside /v1 that asks for a key
+                key = g.api_key = _identify()
             if scopes is not None and not any(key.allows(one) for one in scopes):
                 wanted = " or ".join(f"'{one}'" for one in scopes)
                 raise Forbidden(f"the key lacks the {wanted} scope", {"scopes": list(scopes)})
-            g.api_key = key
             return view(*args, **kwargs)
+        wrapper.required_scopes = scopes  # read by web/openapi.py
         return wrapper
     return decorate

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from flask_limiter.errors import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from mes.errors import InvalidRequest, MESError, RateLimited
+from web import ratelimit
 
 log = logging.getLogger("mes.web")
 
@@ -37,6 +39,12 @@ def init_app(app: Flask) -> None:
     def handle_validation(exc: ValidationError):
         return error_response(InvalidRequest("the request failed validation",
                                              {"fields": exc.normalized_messages()}))
+
+    @app.errorhandler(RateLimitExceeded)
+    def handle_rate_limited(exc: RateLimitExceeded):
+        return error_response(RateLimited(f"the key is over its rate of {exc.description}",
+                                          {"limit": exc.description},
+                                          retry_after_s=ratelimit.retry_after_s()))
 
     @app.errorhandler(HTTPException)
     def handle_http(exc: HTTPException):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from marshmallow import (RAISE, Schema, ValidationError, fields, pre_load, validate,
+from marshmallow import (INCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate,
                          validates, validates_schema)
 
 from mes.clock import iso
-from mes.jobs import PRIORITIES
+from mes.jobs import PRIORITIES, JobKind, JobStatus
 from mes.registry import RUNNER_OPTIONS
 
 METADATA_MAX_BYTES = 4096
@@ -114,23 +114,49 @@ class Timestamp(fields.Field):
         return iso(value)
 
 
+# How the computed fields look, for the OpenAPI document (web/openapi.py).
+RESULT_DOC = {
+    "type": "object",
+    "description": "Null until the job succeeds; `json` and `schema_valid` only with `format`.",
+    "properties": {
+        "text": {"type": "string"},
+        "json": {"nullable": True},
+        "schema_valid": {"type": "boolean"},
+        "format_attempts": {"type": "integer"},
+        "done_reason": {"type": "string", "nullable": True},
+        "usage": {"type": "object", "properties": {
+            "prompt_tokens": {"type": "integer", "nullable": True},
+            "completion_tokens": {"type": "integer", "nullable": True}}},
+        "timings": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}
+JOB_ERROR_DOC = {
+    "type": "object",
+    "description": "Null unless the job failed, was cancelled or expired.",
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+}
+
+
 class JobSchema(Schema):
     """Shape a job for the API; Celery's state never appears here."""
 
-    id = fields.String()
-    kind = fields.Function(lambda job: job.kind.value)
-    status = fields.Function(lambda job: job.status.value)
-    model = fields.String()
-    priority = fields.String()
-    created_at = Timestamp()
-    started_at = Timestamp()
-    finished_at = Timestamp()
-    deadline_at = Timestamp()
-    attempts = fields.Integer()
-    queue_position = fields.Method("get_queue_position")
-    result = fields.Method("get_result")
-    error = fields.Method("get_error")
-    metadata = fields.Dict()
+    id = fields.String(required=True)
+    kind = fields.Function(lambda job: job.kind.value, required=True, metadata={
+        "type": "string", "enum": [kind.value for kind in JobKind]})
+    status = fields.Function(lambda job: job.status.value, required=True, metadata={
+        "type": "string", "enum": [status.value for status in JobStatus]})
+    model = fields.String(required=True)
+    priority = fields.String(required=True, metadata={"enum": list(PRIORITIES)})
+    created_at = Timestamp(required=True)
+    started_at = Timestamp(required=True, allow_none=True)
+    finished_at = Timestamp(required=True, allow_none=True)
+    deadline_at = Timestamp(required=True)
+    attempts = fields.Integer(required=True)
+    queue_position = fields.Method("get_queue_position", required=True, allow_none=True, metadata={
+        "type": "integer", "description": "Only while the job is queued; best-effort."})
+    result = fields.Method("get_result", required=True, allow_none=True, metadata=RESULT_DOC)
+    error = fields.Method("get_error", required=True, allow_none=True, metadata=JOB_ERROR_DOC)
+    metadata = fields.Dict(required=True)
 
     def get_queue_position(self, job):
         """Give the position only while queued."""
@@ -154,14 +180,78 @@ class JobSchema(Schema):
 class ModelSchema(Schema):
     """Shape a model's state for GET /v1/models."""
 
-    id = fields.String()
-    family = fields.String()
-    queue = fields.String()
-    loaded = fields.Boolean(allow_none=True)
-    max_concurrency = fields.Integer()
-    running = fields.Integer()
-    queued = fields.Integer()
-    json_mode = fields.String()
-    keep_alive = fields.String()
-    warmup = fields.String(allow_none=True)
-    last_used_at = Timestamp()
+    id = fields.String(required=True)
+    family = fields.String(required=True)
+    queue = fields.String(required=True)
+    loaded = fields.Boolean(required=True, allow_none=True,
+                            metadata={"description": "null when the backend cannot be asked"})
+    max_concurrency = fields.Integer(required=True)
+    running = fields.Integer(required=True)
+    queued = fields.Integer(required=True)
+    json_mode = fields.String(required=True)
+    keep_alive = fields.String(required=True)
+    warmup = fields.String(required=True, allow_none=True)
+    last_used_at = Timestamp(required=True, allow_none=True)
+
+
+class ModelListSchema(Schema):
+    """Shape GET /v1/models."""
+
+    models = fields.List(fields.Nested(ModelSchema), required=True)
+
+
+class JobListSchema(Schema):
+    """Shape GET /v1/jobs: one page of the caller's jobs, newest first."""
+
+    jobs = fields.List(fields.Nested(JobSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class ErrorDetailSchema(Schema):
+    """Describe one error: a stable code, words for people, and details."""
+
+    code = fields.String(required=True, metadata={"pattern": "^[a-z_]+$"})
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+
+
+class ErrorSchema(Schema):
+    """Shape every error the API answers with."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class HealthSchema(Schema):
+    """Describe GET /health."""
+
+    status = fields.String(required=True, metadata={"enum": ["ok"]})
+
+
+class ReadySchema(Schema):
+    """Describe GET /ready: each part's state, live workers per family, and the verdict."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    ready = fields.Boolean(required=True)
+    redis = fields.String(required=True, metadata={"description": '"ok" or "down: <why>"'})
+    backend = fields.String(required=True, metadata={"description": '"ok", "down: ..." or "degraded: ..."'})
+    backend_version = fields.String()
+    workers = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    breaker = fields.Dict()
+
+
+class StatusSchema(Schema):
+    """Describe GET /v1/status; a part that cannot be read says so in place of its figures."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    redis = fields.String(required=True)
+    backend = fields.Dict(required=True, metadata={"description": "status and version"})
+    queues = fields.Dict(required=True, metadata={"description": "per queue: depth, lanes, workers"})
+    workers = fields.Dict(required=True)
+    models = fields.Dict(required=True)
+    loaded_models = fields.List(fields.Dict(), required=True, allow_none=True)
+    breaker = fields.Dict(required=True)
+    counters = fields.Dict(required=True)

@@ -48,3 +48,15 @@ ALICE = auth("alice-secret-1")
 BOB = auth("bob-secret-22")
 OPS = auth("ops-secret-333")
 ROOT = auth("root-secret-4444")
+
+
+@pytest.fixture
+def make_app(settings, redis, store, registry, clock, dispatcher):
+    """Build another app on the same objects, with some settings changed."""
+    def build(**changes):
+        services = make_services(settings.replace(**changes), redis, store, registry,
+                                 "http://127.0.0.1:9", clock)
+        app = create_app(services=services, dispatcher=dispatcher)
+        app.testing = True
+        return app
+    return build

@@ -10,6 +10,8 @@ from mes.jobs import Job
 from mes.submit import submit_job
 from web.auth import current_key, require
 from web.context import ctx
+from web.limits import check_job_request
+from web.promptlog import log_prompt
 from web.schemas import (InferenceRequestSchema, JobRequestSchema, JobSchema, ListQuerySchema,
                          WaitQuerySchema)
 
@@ -40,10 +42,14 @@ def _submit(body: dict) -> tuple[Job, bool]:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
         raise InvalidRequest("Idempotency-Key must be 1 to 255 printable characters")
-    return submit_job(body, owner=current_key().name, store=s.store, registry=s.registry,
-                      dispatcher=c.dispatcher, clock=s.clock,
-                      max_timeout_s=s.settings.task_soft_time_limit_s,
-                      request_id=g.get("request_id"), idempotency_key=key)
+    check_job_request(body, registry=s.registry, settings=s.settings)
+    job, created = submit_job(body, owner=current_key().name, store=s.store, registry=s.registry,
+                              dispatcher=c.dispatcher, clock=s.clock,
+                              max_timeout_s=s.settings.task_soft_time_limit_s,
+                              request_id=g.get("request_id"), idempotency_key=key)
+    if created and s.settings.log_prompts:
+        log_prompt(job, body)
+    return job, created
 
 
 def _owned(job_id: str) -> Job:

@@ -1,0 +1,82 @@
+"""Refuse inputs over the configured limits before they reach the core.
+
+The body size is Flask's MAX_CONTENT_LENGTH (413). Here: how deep a JSON body nests, how long
+the prompt is, how many messages there are, and `max_tokens` against the model's cap. Field
+types, unknown fields and metadata size are web/schemas.py's; schema size and depth are
+mes/structured.py's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+
+from mes.errors import InvalidRequest, PayloadTooLarge
+from mes.registry import ModelRegistry
+from mes.settings import Settings
+
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value: Any) -> int:
+    """Return how deep a parsed JSON value nests, without recursing (a scalar is 1)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def check_json_body() -> None:
+    """Parse a JSON body once, refusing one that nests too deep for the code that walks it."""
+    if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
+        return  # no view reads any other body
+    try:
+        # silent: a malformed body is left for the view, which answers 400 with the reason.
+        body = request.get_json(silent=True)
+    except RecursionError:
+        body = None
+        depth = MAX_JSON_DEPTH + 1
+    else:
+        depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidRequest(f"the JSON body nests more than {MAX_JSON_DEPTH} levels deep",
+                             {"max_depth": MAX_JSON_DEPTH})
+
+
+def prompt_chars(body: dict[str, Any]) -> int:
+    """Count the characters of text a job sends to the model: prompt, system and messages."""
+    total = len(body.get("prompt") or "") + len(body.get("system") or "")
+    return total + sum(len(message.get("content") or "") for message in body.get("messages") or ())
+
+
+def check_job_request(body: dict[str, Any], *, registry: ModelRegistry, settings: Settings) -> None:
+    """Refuse a validated job body over a limit: 413 for the prompt, 400 for the rest."""
+    spec = registry.get(body["model"])
+    chars = prompt_chars(body)
+    if chars > settings.max_prompt_chars:
+        raise PayloadTooLarge(f"the prompt is {chars} characters; the limit is "
+                              f"{settings.max_prompt_chars}",
+                              {"chars": chars, "max_prompt_chars": settings.max_prompt_chars})
+    messages = body.get("messages") or ()
+    if len(messages) > settings.max_messages:
+        raise InvalidRequest(f"at most {settings.max_messages} messages are allowed",
+                             {"fields": {"messages": [f"must hold at most {settings.max_messages} "
+                                                      "messages"]},
+                              "max_messages": settings.max_messages})
+    max_tokens = (body.get("options") or {}).get("max_tokens")
+    if max_tokens is not None and max_tokens > spec.max_tokens:
+        raise InvalidRequest(f"max_tokens may be at most {spec.max_tokens} for {spec.id}",
+                             {"fields": {"options": {"max_tokens": [
+                                 f"must be at most {spec.max_tokens} for {spec.id}"]}},
+                              "max_tokens": spec.max_tokens, "model": spec.id})
+
+
+def init_app(app: Flask) -> None:
+    """Check JSON bodies on every request; call after auth, so strangers' bodies go unread."""
+    app.before_request(check_json_body)

@@ -1,0 +1,246 @@
+"""Build the OpenAPI document from the marshmallow schemas and serve it with Swagger UI.
+
+Every route of the app must have an entry in OPERATIONS (building the document fails
+otherwise). Paths and methods come from the app's URL map, summaries from the views'
+docstrings and scopes from `web.auth.require`, so the document follows the code; statuses
+and schemas come from the table below, and tests check them against API.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Flask, current_app, render_template_string
+from marshmallow import Schema
+from swagger_ui_bundle import swagger_ui_path
+
+from web import schemas
+
+OPENAPI_VERSION = "3.0.3"  # what the bundled Swagger UI 4 renders
+API_VERSION = "1.0.0"
+
+# Every error code, by status, as API.md's table gives them.
+ERROR_CODES: dict[int, tuple[str, ...]] = {
+    400: ("invalid_request", "unknown_model", "invalid_schema"),
+    401: ("unauthorized",),
+    403: ("forbidden",),
+    404: ("not_found",),
+    409: ("conflict",),
+    413: ("payload_too_large",),
+    422: ("idempotency_mismatch",),
+    429: ("rate_limited", "queue_full"),
+    503: ("backend_unavailable",),
+}
+ERROR_WORDS = {
+    400: "The body or query fails validation (`details.fields`), the model is not in the "
+         "registry, or `format` is not a valid JSON Schema.",
+    401: "The key is missing, malformed, unknown or revoked.",
+    403: "The key lacks the scope.",
+    404: "No such job, or it belongs to another key (never told apart).",
+    409: "The state forbids the action.",
+    413: "The body or prompt is over the configured limit.",
+    422: "An Idempotency-Key is reused with a different body.",
+    429: "The key is over its rate (`rate_limited`) or the model's queue is full "
+         "(`queue_full`). Retry after `Retry-After` seconds.",
+    503: "The job could not be queued.",
+}
+V1_ERRORS = (401, 429)  # any /v1 route: no valid key, or over its rate
+
+
+@dataclass(frozen=True)
+class Operation:
+    """Describe one route's answers beyond what the code itself says."""
+
+    success: dict[int, tuple[str, Any]]  # status -> (description, schema class or content)
+    errors: tuple[int, ...] = ()
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    idempotent: bool = False
+    location: tuple[int, ...] = ()  # statuses answered with a Location header
+    path_words: dict[str, str] = field(default_factory=dict)
+
+
+JOB_PATH = {"job_id": "The job's id, as `POST /v1/jobs` gave it."}
+MODEL_PATH = {"model_id": "The model's id; it may contain `:` and `/`."}
+TEXT = {"text/plain": {"schema": {"type": "string"}}}
+HTML = {"text/html": {"schema": {"type": "string"}}}
+ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
+
+OPERATIONS: dict[str, Operation] = {
+    "service.health": Operation({200: ("Alive.", schemas.HealthSchema)}),
+    "service.ready": Operation({200: ("Ready to serve.", schemas.ReadySchema),
+                                503: ("Not ready: the report says which part is down.",
+                                      schemas.ReadySchema)}),
+    "service.metrics": Operation({200: ("Prometheus text format.", TEXT)}, errors=(401,)),
+    "openapi.document": Operation({200: ("This document.", ANY_JSON)}),
+    "openapi.docs": Operation({200: ("A page that renders this document.", HTML)}),
+    "jobs.create_job": Operation(
+        {202: ("The job, queued.", schemas.JobSchema),
+         200: ("The job first made with this Idempotency-Key and body.", schemas.JobSchema)},
+        errors=(400, 403, 413, 422, 503), body=schemas.JobRequestSchema, idempotent=True,
+        location=(200, 202)),
+    "jobs.list_jobs": Operation({200: ("The caller's jobs, newest first.", schemas.JobListSchema)},
+                                errors=(400, 403), query=schemas.ListQuerySchema),
+    "jobs.get_job": Operation({200: ("The job.", schemas.JobSchema)}, errors=(400, 403, 404),
+                              query=schemas.WaitQuerySchema, location=(200,),
+                              path_words=JOB_PATH),
+    "jobs.delete_job": Operation({200: ("The cancelled job.", schemas.JobSchema)},
+                                 errors=(403, 404, 409), location=(200,), path_words=JOB_PATH),
+    "jobs.inference": Operation(
+        {200: ("The job, final (whatever its status).", schemas.JobSchema),
+         202: ("`wait_s` ran out first: the job as it stands; poll `Location`.",
+               schemas.JobSchema)},
+        errors=(400, 403, 413, 422, 503), body=schemas.InferenceRequestSchema, idempotent=True,
+        location=(200, 202)),
+    "models.list_models": Operation({200: ("Every model with its live state.",
+                                           schemas.ModelListSchema)}),
+    "models.get_model": Operation({200: ("The model.", schemas.ModelSchema)}, errors=(400,),
+                                  path_words=MODEL_PATH),
+    "models.load_model": Operation({202: ("The load operation, shaped like a job.",
+                                          schemas.JobSchema)},
+                                   errors=(400, 403, 503), location=(202,), path_words=MODEL_PATH),
+    "models.unload_model": Operation({202: ("The unload operation, shaped like a job.",
+                                            schemas.JobSchema)},
+                                     errors=(400, 403, 503), location=(202,),
+                                     path_words=MODEL_PATH),
+    "status.status": Operation({200: ("Queues, workers, models, backend and counters.",
+                                      schemas.StatusSchema)}, errors=(403,)),
+}
+
+_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+bp = Blueprint("openapi", __name__, static_folder=str(swagger_ui_path),
+               static_url_path="/docs/static")
+
+
+def _content(schema: Any) -> dict:
+    if isinstance(schema, dict):
+        return schema
+    return {"application/json": {"schema": schema}}
+
+
+def _error_response(status: int) -> dict:
+    codes = ERROR_CODES[status]
+    response = {
+        "description": f"{ERROR_WORDS[status]} Codes: {', '.join(codes)}.",
+        "content": {"application/json": {"schema": {"allOf": [
+            {"$ref": "#/components/schemas/Error"},
+            {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "code": {"type": "string", "enum": list(codes)}}}}}]}}},
+    }
+    if status == 429:
+        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+    return response
+
+
+def _operation(rule, method: str, view, doc: Operation) -> dict:
+    lines = (view.__doc__ or "").strip().splitlines()
+    scopes = getattr(view, "required_scopes", False)
+    op: dict[str, Any] = {"operationId": rule.endpoint.replace(".", "_"),
+                          "summary": lines[0] if lines else rule.endpoint,
+                          "tags": [rule.endpoint.split(".")[0]], "responses": {}}
+    if rule.rule.startswith("/v1/"):
+        op["security"] = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+        op["description"] = ("Any valid key." if scopes is None else
+                             "Needs the " + " or ".join(f"`{s}`" for s in scopes) +
+                             " scope (`admin` may do everything).")
+    elif rule.endpoint == "service.metrics":
+        op["security"] = [{}, {"metricsToken": []}]
+        op["description"] = "With MES_METRICS_TOKEN set, send it as a bearer token."
+    else:
+        op["security"] = []
+    params = [{"in": "path", "name": name, "required": True, "schema": {"type": "string"},
+               "description": doc.path_words.get(name, "")}
+              for name in _PARAM.findall(rule.rule)]
+    if doc.query is not None:
+        params.append({"in": "query", "schema": doc.query})
+    if doc.idempotent:
+        params.append({"in": "header", "name": "Idempotency-Key", "required": False,
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                       "description": "Replaying the same key with the same body answers 200 "
+                                      "with the first job."})
+    if params:
+        op["parameters"] = params
+    if doc.body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": doc.body}}}
+    for status, (words, schema) in sorted(doc.success.items()):
+        response = {"description": words, "content": _content(schema)}
+        if status in doc.location:
+            response["headers"] = {"Location": {"$ref": "#/components/headers/Location"}}
+        op["responses"][str(status)] = response
+    errors = set(doc.errors) | (set(V1_ERRORS) if rule.rule.startswith("/v1/") else set())
+    for status in sorted(errors):
+        op["responses"][str(status)] = {"$ref": f"#/components/responses/Error{status}"}
+    return op
+
+
+def build_spec(app: Flask) -> dict:
+    """Return the OpenAPI document of every route the app serves."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="MES: Model Execution Service", version=API_VERSION,
+                   openapi_version=OPENAPI_VERSION, plugins=[plugin],
+                   info={"description": "Queue-driven LLM inference. Errors all have one shape: "
+                                        "`{\"error\": {\"code\", \"message\", \"details\"}}`."})
+    plugin.map_to_openapi_type(schemas.Timestamp, "string", "date-time")
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
+                                                   "description": "Authorization: Bearer <key>"})
+    spec.components.security_scheme("apiKeyHeader", {"type": "apiKey", "in": "header",
+                                                     "name": "X-API-Key"})
+    spec.components.security_scheme("metricsToken", {"type": "http", "scheme": "bearer",
+                                                     "description": "MES_METRICS_TOKEN"})
+    spec.components.schema("Error", schema=schemas.ErrorSchema)
+    spec.components.header("Location", {"description": "The job's URL.",
+                                        "schema": {"type": "string"}, "required": True})
+    spec.components.header("RetryAfter", {"description": "Seconds to wait before trying again.",
+                                          "schema": {"type": "integer", "minimum": 1},
+                                          "required": True})
+    for status in ERROR_CODES:
+        spec.components.response(f"Error{status}", _error_response(status))
+    paths: dict[str, dict[str, dict]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint in ("static", "openapi.static"):
+            continue
+        path = _PARAM.sub(r"{\1}", rule.rule)
+        view = app.view_functions[rule.endpoint]
+        doc = OPERATIONS[rule.endpoint]  # a KeyError here: a new route needs its entry
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = _operation(rule, method, view, doc)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+@bp.get("/openapi.json")
+def document():
+    """Return the OpenAPI document."""
+    cache = current_app.extensions.setdefault("mes_openapi", {})
+    if "spec" not in cache:
+        cache["spec"] = build_spec(current_app)
+    return cache["spec"]
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>MES API</title>
+<link rel="stylesheet" href="{{ static }}/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="{{ static }}/swagger-ui-bundle.js"></script>
+<script>
+window.onload = function () {
+  window.ui = SwaggerUIBundle({url: "{{ spec_url }}", dom_id: "#swagger-ui", deepLinking: true});
+};
+</script></body></html>
+"""
+
+
+@bp.get("/docs")
+def docs():
+    """Render the OpenAPI document with Swagger UI, served from the package: no CDN."""
+    return render_template_string(_PAGE, static="/docs/static", spec_url="/openapi.json")
+
+
+def init_app(app: Flask) -> None:
+    """Serve /openapi.json, /docs and Swagger UI's files."""
+    app.register_blueprint(bp)
