@@ -2,7 +2,9 @@
 
 `make_engine(**EngineConfig fields)` gives the simulated generator;
 `make_engine(generator="llamacpp", ...)` gives real SmolLM2 through llama-cpp-python
-(skipped, with the reason, only where llama_cpp cannot be imported).
+(skipped, with the reason, only where llama_cpp cannot be imported). Test engines run
+llama.cpp on one thread: on a busy 2-core machine two threads spend most of their time
+waiting for each other, and tests must not care how busy the machine is.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 import requests
 
 from mes.engine.config import EngineConfig
+from mes.engine.generator import Runner
 from mes.engine.server import EngineServer
 
 GENERATORS = ["simulated", "llamacpp"]
@@ -51,6 +54,7 @@ def make_engine(request) -> Iterator[Callable[..., EngineServer]]:
 
             files = request.getfixturevalue("gguf_files")
             overrides.setdefault("models", gguf.catalogue(files))
+            overrides.setdefault("runner", Runner(num_thread=1))
             backend = LlamaCppGenerator(files)
         engine = EngineServer(EngineConfig(**overrides), backend).start()
         started.append(engine)

@@ -62,7 +62,7 @@ def test_llamacpp_subprocess_answers_with_real_text():
     skip_without_llama_cpp()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MES_ENGINE_GENERATOR"}
-    proc = subprocess.Popen([sys.executable, "-m", "mes.engine", "--port", str(port), "--threads", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "mes.engine", "--port", str(port), "--threads", "1"],
                             cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         line = read_line_with_deadline(proc.stderr, 60)

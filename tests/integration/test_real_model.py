@@ -53,7 +53,8 @@ def real_stack(tmp_path_factory):
         engine_port = free_port()
         table = process_table(ModelRegistry.from_file(MODELS_FILE), StackOptions(engine_port=engine_port), log_dir)
         assert "--simulated" not in table["engine"]  # what `mes up` runs without --simulated
-        engine = Proc("engine-llamacpp", table["engine"], env, log_dir)
+        # One llama.cpp thread: on a busy 2-core CI machine two threads mostly wait for each other.
+        engine = Proc("engine-llamacpp", table["engine"] + " --threads 1", env, log_dir)
         procs.append(engine)
         engine_url = f"http://127.0.0.1:{engine_port}"
         wait_until(lambda: requests.get(engine_url + "/api/version", timeout=1).ok, 90, "llamacpp engine", engine)
