@@ -18,8 +18,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# The real model (SmolLM2-135M on llama.cpp); `.venv/bin/mes up --simulated` is the instant fake.
 run: install
-	$(BIN)/mes up --simulated
+	$(BIN)/mes up
 
 # pytest exits 5 when it collects no test: that must fail, not pass.
 test: install
