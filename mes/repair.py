@@ -1,6 +1,8 @@
 """Get output that matches the requested format: native JSON mode, prompt fallback, repair.
 
-Attempt 1 uses the model's json_mode. After a failed native attempt (invalid output, or
+Attempt 1 uses the model's json_mode: `native` sends the schema as Ollama's `format` (a
+grammar on llama.cpp), `prompt` does not; both put the schema and instructions in the system
+prompt. After a failed native attempt (invalid output, or
 text that is not JSON at all, meaning the backend ignored `format`, ollama#17183) MES
 falls back to prompt mode. Every retry shows the model its previous answer and the
 validation errors. Usage and timings add up over all attempts; nothing is thrown away.
@@ -68,7 +70,9 @@ def generate_structured(request: dict[str, Any], json_mode: str, max_attempts: i
     attempts: list[Attempt] = []
     completions: list[Completion] = []
     for _ in range(max_attempts):
-        messages = (base if mode == "native" else with_instructions(base, fmt)) + history
+        # Native mode sends the schema as `format` and still says so in words: Ollama warns
+        # that a model not told to answer in JSON may emit whitespace until max_tokens.
+        messages = with_instructions(base, fmt) + history
         completion = call(messages, fmt if mode == "native" else None)
         completions.append(completion)
         checked = structured.check_output(completion.text, fmt)

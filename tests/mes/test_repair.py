@@ -33,7 +33,8 @@ def test_native_success_takes_one_attempt():
         {"prompt": "age?", "format": SCHEMA}, "native", 3, call)
     assert value == {"age": 3} and len(attempts) == 1
     messages, fmt = call.calls[0]
-    assert fmt == SCHEMA and messages == [{"role": "user", "content": "age?"}]
+    assert fmt == SCHEMA and messages[1] == {"role": "user", "content": "age?"}
+    assert messages[0]["role"] == "system" and "JSON" in messages[0]["content"]
 
 
 def test_failed_native_attempt_falls_back_to_prompt_mode_with_the_errors():
