@@ -154,15 +154,21 @@ class Settings:
     breaker_cooldown_s: float = 10.0
     log_prompts: bool = False
     flower_basic_auth: str = field(default="", repr=False)
-    # Per-key request rates: ("default", ...) applies to every key without its own entry.
+    # Per-key request rates: ("default", ...) applies to every non-admin key without its own.
     rate_limits: tuple[tuple[str, str], ...] = (("default", DEFAULT_RATE_LIMIT),)
     max_prompt_chars: int = 200_000
     max_messages: int = 1000
 
-    def rate_limit_for(self, key_name: str) -> str:
-        """Return the rate limit of a key (its own entry, else the default), or 'unlimited'."""
+    def rate_limit_for(self, key_name: str, *, admin: bool = False) -> str:
+        """Return a key's rate limit, or 'unlimited'.
+
+        A key's own entry wins. Otherwise "default" applies, except to admin keys: they are
+        the operators' own (status, benchmarks), limited only when named.
+        """
         limits = dict(self.rate_limits)
-        return limits.get(key_name, limits.get("default", DEFAULT_RATE_LIMIT))
+        if key_name in limits:
+            return limits[key_name]
+        return UNLIMITED if admin else limits.get("default", DEFAULT_RATE_LIMIT)
 
     @property
     def visibility_timeout_s(self) -> int:

@@ -1,6 +1,7 @@
 """Limit each API key's request rate with Flask-Limiter, counting in Redis.
 
-One shared bucket per key covers every /v1 route, at the key's rate from MES_RATE_LIMITS.
+One shared bucket per key covers every /v1 route, at the key's rate from MES_RATE_LIMITS
+(admin keys only when named there).
 Routes outside /v1 (/health, /ready, /metrics, /openapi.json, /docs) carry no key and are
 never limited. Breaches surface as RateLimitExceeded, which web/errors.py maps to
 `429 rate_limited` with Retry-After.
@@ -35,7 +36,8 @@ def build_limiter(settings: Settings, redis) -> Limiter:
         uri = "redis+unix://" + uri.removeprefix("unix://")
 
     def limit_for_key() -> str:
-        limit = settings.rate_limit_for(_key_name())
+        key = g.api_key
+        limit = settings.rate_limit_for(key.name, admin=key.is_admin)
         return "" if limit == UNLIMITED else limit  # no limit string: nothing is counted
 
     per_key = Limit(limit_for_key, key_function=_key_name, shared=True, scope="api",

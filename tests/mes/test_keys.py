@@ -151,6 +151,8 @@ def test_rate_limits_per_key_with_a_default():
     assert settings.rate_limit_for("alice") == "60/minute,5 per second"
     assert settings.rate_limit_for("bob") == "600/minute"
     assert settings.rate_limit_for("ops") == "unlimited"
+    assert settings.rate_limit_for("root", admin=True) == "unlimited"  # unless named
+    assert settings.rate_limit_for("alice", admin=True) == "60/minute,5 per second"
     assert Settings.from_env({"MES_MODELS_FILE": str(MODELS_FILE)}).rate_limit_for("x")
 
 

@@ -23,7 +23,7 @@ def assert_error(response, status, code):
 @pytest.fixture
 def limited(make_app):
     app = make_app(rate_limits=(("default", "5/minute"), ("alice", "3/minute"),
-                                ("root", "unlimited")))
+                                ("ops", "unlimited")))
     return app.test_client()
 
 
@@ -51,7 +51,15 @@ def test_keys_are_counted_apart_with_the_default_for_keys_without_their_own(limi
         assert limited.get("/v1/models", headers=BOB).status_code == 200
     assert_error(limited.get("/v1/models", headers=BOB), 429, "rate_limited")
     for _ in range(20):
-        assert limited.get("/v1/models", headers=ROOT).status_code == 200  # unlimited
+        assert limited.get("/v1/models", headers=OPS).status_code == 200  # unlimited
+        assert limited.get("/v1/models", headers=ROOT).status_code == 200  # admin, not named
+
+
+def test_an_admin_key_named_in_the_limits_is_limited(make_app):
+    client = make_app(rate_limits=(("default", "50/minute"), ("root", "2/minute"))).test_client()
+    for _ in range(2):
+        assert client.get("/v1/status", headers=ROOT).status_code == 200
+    assert_error(client.get("/v1/status", headers=ROOT), 429, "rate_limited")
 
 
 def test_counts_live_in_redis_so_every_web_process_shares_them(make_app, redis):
