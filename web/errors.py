@@ -7,9 +7,9 @@ import logging
 from flask import Flask, jsonify
 from flask_limiter.errors import RateLimitExceeded
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from mes.errors import InvalidRequest, MESError, RateLimited
+from mes.errors import InvalidRequest, MESError, RateLimited, Unauthorized
 from web import ratelimit
 
 log = logging.getLogger("mes.web")
@@ -25,6 +25,8 @@ def error_response(exc: MESError):
     response.status_code = exc.http_status
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s)))
+    if isinstance(exc, Unauthorized):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="mes"'
     return response
 
 
@@ -52,6 +54,8 @@ def init_app(app: Flask) -> None:
         response = jsonify({"error": {"code": code, "message": exc.description or exc.name,
                                       "details": {}}})
         response.status_code = exc.code or 500
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response
 
     @app.errorhandler(Exception)

@@ -62,6 +62,7 @@ class Operation:
     idempotent: bool = False
     location: tuple[int, ...] = ()  # statuses answered with a Location header
     path_words: dict[str, str] = field(default_factory=dict)
+    makes_job: bool = False  # answers carry a job id that GET/DELETE /v1/jobs/{job_id} take
 
 
 JOB_PATH = {"job_id": "The job's id, as `POST /v1/jobs` gave it."}
@@ -82,7 +83,7 @@ OPERATIONS: dict[str, Operation] = {
         {202: ("The job, queued.", schemas.JobSchema),
          200: ("The job first made with this Idempotency-Key and body.", schemas.JobSchema)},
         errors=(400, 403, 413, 422, 503), body=schemas.JobRequestSchema, idempotent=True,
-        location=(200, 202)),
+        location=(200, 202), makes_job=True),
     "jobs.list_jobs": Operation({200: ("The caller's jobs, newest first.", schemas.JobListSchema)},
                                 errors=(400, 403), query=schemas.ListQuerySchema),
     "jobs.get_job": Operation({200: ("The job.", schemas.JobSchema)}, errors=(400, 403, 404),
@@ -95,18 +96,19 @@ OPERATIONS: dict[str, Operation] = {
          202: ("`wait_s` ran out first: the job as it stands; poll `Location`.",
                schemas.JobSchema)},
         errors=(400, 403, 413, 422, 503), body=schemas.InferenceRequestSchema, idempotent=True,
-        location=(200, 202)),
+        location=(200, 202), makes_job=True),
     "models.list_models": Operation({200: ("Every model with its live state.",
                                            schemas.ModelListSchema)}),
     "models.get_model": Operation({200: ("The model.", schemas.ModelSchema)}, errors=(400,),
                                   path_words=MODEL_PATH),
     "models.load_model": Operation({202: ("The load operation, shaped like a job.",
                                           schemas.JobSchema)},
-                                   errors=(400, 403, 503), location=(202,), path_words=MODEL_PATH),
+                                   errors=(400, 403, 503), location=(202,), path_words=MODEL_PATH,
+                                   makes_job=True),
     "models.unload_model": Operation({202: ("The unload operation, shaped like a job.",
                                             schemas.JobSchema)},
                                      errors=(400, 403, 503), location=(202,),
-                                     path_words=MODEL_PATH),
+                                     path_words=MODEL_PATH, makes_job=True),
     "status.status": Operation({200: ("Queues, workers, models, backend and counters.",
                                       schemas.StatusSchema)}, errors=(403,)),
 }
@@ -136,7 +138,14 @@ def _error_response(status: int) -> dict:
     return response
 
 
-def _operation(rule, method: str, view, doc: Operation) -> dict:
+# OpenAPI links: a job's id leads to reading and cancelling it (clients and fuzzers follow them).
+JOB_LINKS = {
+    "GetJob": {"operationId": "jobs_get_job", "parameters": {"job_id": "$response.body#/id"}},
+    "CancelJob": {"operationId": "jobs_delete_job", "parameters": {"job_id": "$response.body#/id"}},
+}
+
+
+def _operation(rule, method: str, view, doc: Operation, example_model: str) -> dict:
     lines = (view.__doc__ or "").strip().splitlines()
     scopes = getattr(view, "required_scopes", False)
     op: dict[str, Any] = {"operationId": rule.endpoint.replace(".", "_"),
@@ -155,6 +164,9 @@ def _operation(rule, method: str, view, doc: Operation) -> dict:
     params = [{"in": "path", "name": name, "required": True, "schema": {"type": "string"},
                "description": doc.path_words.get(name, "")}
               for name in _PARAM.findall(rule.rule)]
+    for param in params:
+        if param["name"] == "model_id":
+            param["example"] = example_model
     if doc.query is not None:
         params.append({"in": "query", "schema": doc.query})
     if doc.idempotent:
@@ -165,11 +177,15 @@ def _operation(rule, method: str, view, doc: Operation) -> dict:
     if params:
         op["parameters"] = params
     if doc.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": doc.body}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": doc.body,
+            "example": {"model": example_model, "prompt": "What is the capital of France?"}}}}
     for status, (words, schema) in sorted(doc.success.items()):
         response = {"description": words, "content": _content(schema)}
         if status in doc.location:
             response["headers"] = {"Location": {"$ref": "#/components/headers/Location"}}
+        if doc.makes_job:
+            response["links"] = JOB_LINKS
         op["responses"][str(status)] = response
     errors = set(doc.errors) | (set(V1_ERRORS) if rule.rule.startswith("/v1/") else set())
     for status in sorted(errors):
@@ -200,6 +216,7 @@ def build_spec(app: Flask) -> dict:
     for status in ERROR_CODES:
         spec.components.response(f"Error{status}", _error_response(status))
     paths: dict[str, dict[str, dict]] = {}
+    example_model = app.extensions["mes"].services.registry.models[0].id
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.endpoint in ("static", "openapi.static"):
             continue
@@ -207,10 +224,16 @@ def build_spec(app: Flask) -> dict:
         view = app.view_functions[rule.endpoint]
         doc = OPERATIONS[rule.endpoint]  # a KeyError here: a new route needs its entry
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            paths.setdefault(path, {})[method.lower()] = _operation(rule, method, view, doc)
+            paths.setdefault(path, {})[method.lower()] = _operation(rule, method, view, doc,
+                                                                    example_model)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    document = spec.to_dict()
+    for name in ("JobRequest", "InferenceRequest"):
+        # What the schema's validates_schema says in code: exactly one of prompt and messages.
+        document["components"]["schemas"][name]["oneOf"] = [{"required": ["prompt"]},
+                                                            {"required": ["messages"]}]
+    return document
 
 
 @bp.get("/openapi.json")
