@@ -146,7 +146,10 @@ class OllamaClient:
         response = self._request("POST", path, body=body, stream=True,
                                  read_timeout_s=read_timeout_s, request_id=request_id)
         parts: list[str] = []
+        final = None
         try:
+            # Read to the end of the stream even after `done`: a fully read response goes
+            # back to the pool, while closing it early drops the keep-alive connection.
             for chunk in _ndjson(response, path, read_timeout_s or self.read_timeout_s):
                 if "error" in chunk:
                     # Ollama reports failures after the 200 header as an in-band line.
@@ -157,10 +160,13 @@ class OllamaClient:
                 if piece:
                     parts.append(piece)
                 if chunk.get("done"):
-                    return _completion(chunk, "".join(parts))
+                    final = chunk
         finally:
             response.close()
-        raise BackendServerError(f"{path} stream ended before done", {"partial_text": "".join(parts)})
+        if final is None:
+            raise BackendServerError(f"{path} stream ended before done",
+                                     {"partial_text": "".join(parts)})
+        return _completion(final, "".join(parts))
 
 
 def _ndjson(response: requests.Response, path: str, read_timeout_s: float) -> Iterator[dict]:

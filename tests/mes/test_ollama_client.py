@@ -25,6 +25,7 @@ class Recorder(ThreadingHTTPServer):
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
         self.requests: list[tuple[str, str, dict | None, dict]] = []
+        self.peers: list[tuple[str, int]] = []
         self.reply: tuple[int, list[dict] | dict | str] = (200, {})
         self.delay_s = 0.0
 
@@ -42,6 +43,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         self.server.requests.append((self.command, self.path, body, dict(self.headers)))
+        self.server.peers.append(self.client_address)
         if self.server.delay_s:
             threading.Event().wait(self.server.delay_s)
         status, payload = self.server.reply
@@ -175,3 +177,10 @@ def test_should_stop_cuts_a_call_still_waiting_for_headers(server, client):
 def test_a_false_stop_check_lets_the_call_finish(server, client):
     server.reply = (200, [{"model": "m:1", "response": "a", "done": False}, FINAL])
     assert client.generate("m:1", "x", should_stop=lambda: False).text == "a"
+
+
+def test_streams_reuse_one_keep_alive_connection(server, client):
+    server.reply = (200, [{"model": "m:1", "response": "a", "done": False}, FINAL])
+    for _ in range(3):
+        client.generate("m:1", "x", should_stop=lambda: False)
+    assert len(set(server.peers)) == 1  # a new TCP connection per job would cost every job
