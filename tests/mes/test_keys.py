@@ -166,3 +166,11 @@ def test_bad_rate_limits_are_refused(raw):
 def test_launcher_runs_flower_behind_basic_auth(tmp_path):
     table = process_table(ModelRegistry.from_file(MODELS_FILE), StackOptions(), tmp_path)
     assert '"--basic-auth=$MES_FLOWER_BASIC_AUTH"' in table["flower"]
+
+
+def test_mes_up_in_production_refuses_a_new_embedded_redis_without_keys(keystore):
+    from mes.launcher import check_stored_keys
+    with pytest.raises(ConfigError, match="embedded Redis"):
+        check_stored_keys(Settings.from_env(PROD), embedded_redis=True)
+    check_stored_keys(Settings.from_env({**PROD, "MES_API_KEYS": "a:secret-aaaa:jobs"}),
+                      embedded_redis=True)

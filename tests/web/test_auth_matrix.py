@@ -176,3 +176,11 @@ def test_service_routes_need_no_key(client, path):
 def test_unknown_v1_paths_say_401_to_strangers_and_404_to_keys(client):
     assert_error(client.get("/v1/secret-admin-thing"), 401, "unauthorized")
     assert_error(client.get("/v1/secret-admin-thing", headers=ALICE), 404, "not_found")
+
+
+def test_a_401_names_the_scheme_and_a_405_lists_the_methods(client):
+    refused = client.get("/v1/models")
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="mes"'
+    wrong = client.put("/v1/jobs", headers=ALICE)
+    assert_error(wrong, 405, "method_not_allowed")
+    assert set(wrong.headers["Allow"].split(", ")) >= {"GET", "POST"}
