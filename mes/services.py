@@ -12,6 +12,7 @@ from redis.retry import Retry
 from mes.backends.ollama import OllamaClient
 from mes.breaker import CircuitBreaker
 from mes.clock import SystemClock
+from mes.errors import ConfigError
 from mes.metrics import MetricsRecorder
 from mes.registry import ModelRegistry
 from mes.residency import Residency
@@ -45,10 +46,17 @@ class Services:
     def from_settings(cls, settings: Settings) -> "Services":
         """Build every shared object; nothing connects until first used."""
         redis = connect_redis(settings.redis_url)
+        registry = ModelRegistry.from_file(settings.models_file)
+        too_long = [f"model {spec.id}: timeout_s {spec.timeout_s} is over "
+                    f"MES_TASK_SOFT_TIME_LIMIT_S ({settings.task_soft_time_limit_s})"
+                    for spec in registry.models if spec.timeout_s > settings.task_soft_time_limit_s]
+        if too_long:
+            # Every job of such a model would be refused at submit: say so at start-up.
+            raise ConfigError(too_long)
         return cls(
             settings=settings, redis=redis,
             store=RedisJobStore(redis, ttl_s=settings.job_ttl_s),
-            registry=ModelRegistry.from_file(settings.models_file),
+            registry=registry,
             backend=OllamaClient(settings.ollama_url,
                                  connect_timeout_s=settings.ollama_connect_timeout_s,
                                  read_timeout_s=settings.ollama_read_timeout_s),

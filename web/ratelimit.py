@@ -36,7 +36,11 @@ def build_limiter(settings: Settings, redis) -> Limiter:
         uri = "redis+unix://" + uri.removeprefix("unix://")
 
     def limit_for_key() -> str:
-        key = g.api_key
+        # Flask-Limiter resolves the limit before it asks exempt_when: keyless routes
+        # (/health, /metrics) must get "no limit" here rather than an AttributeError.
+        key = g.get("api_key")
+        if key is None:
+            return ""
         limit = settings.rate_limit_for(key.name, admin=key.is_admin)
         return "" if limit == UNLIMITED else limit  # no limit string: nothing is counted
 

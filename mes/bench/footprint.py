@@ -30,7 +30,7 @@ def rss_mb(pid: int) -> float:
 
 def memory(args) -> dict[str, Any]:
     """Report RSS per process, Redis bytes per finished job, and the cost of a deep queue."""
-    with BenchStack(models=[{"id": MODEL, "timeout_s": 3600, "max_tokens": 64,
+    with BenchStack(models=[{"id": MODEL, "timeout_s": 1500, "max_tokens": 64,
                              "max_concurrency": 64}],
                     concurrency=args.workers, engine_args=ZERO_LATENCY) as stack:
         stack.start_redis()
