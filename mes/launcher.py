@@ -45,7 +45,7 @@ def worker_command(queue: str, family: str, concurrency: int) -> str:
             f"--loglevel INFO")
 
 
-def process_table(registry: ModelRegistry, options: StackOptions, state_dir: Path) -> dict[str, str]:
+def process_table(registry: ModelRegistry, options: StackOptions) -> dict[str, str]:
     """Return every process of the stack, named as in the Procfile."""
     procs: dict[str, str] = {}
     if options.start_engine:
@@ -154,7 +154,7 @@ def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
     host = urlparse(settings.ollama_url).hostname
     print(f"mes up: API on http://{options.host}:{options.port}, backend {host}, "
           f"Flower on http://127.0.0.1:{options.flower_port}", file=sys.stderr)
-    for name, command in process_table(registry, options, state_dir).items():
+    for name, command in process_table(registry, options).items():
         manager.add_process(name, command, env=env, cwd=os.getcwd())
     manager.loop()
     return manager.returncode or 0

@@ -53,7 +53,7 @@ def test_procfile_matches_the_launcher():
     from mes.registry import ModelRegistry
 
     table = process_table(ModelRegistry.from_file(ROOT / "config" / "models.json"),
-                          StackOptions(simulated=True), Path("run"))
+                          StackOptions(simulated=True))
     expected = {name: cmd.replace(sys.executable, "python") for name, cmd in table.items()}
     lines = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()]
     procfile = dict(line.split(": ", 1) for line in lines)

@@ -188,6 +188,10 @@ def _operation(rule, method: str, view, doc: Operation, example_model: str) -> d
             response["links"] = JOB_LINKS
         op["responses"][str(status)] = response
     errors = set(doc.errors) | (set(V1_ERRORS) if rule.rule.startswith("/v1/") else set())
+    if _PARAM.search(rule.rule):
+        # A path parameter that cannot be part of a URL path (a newline, say) matches no
+        # route at all, and the router answers 404 not_found.
+        errors.add(404)
     for status in sorted(errors):
         op["responses"][str(status)] = {"$ref": f"#/components/responses/Error{status}"}
     return op

@@ -51,7 +51,7 @@ def real_stack(tmp_path_factory):
                 "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
     try:
         engine_port = free_port()
-        table = process_table(ModelRegistry.from_file(MODELS_FILE), StackOptions(engine_port=engine_port), log_dir)
+        table = process_table(ModelRegistry.from_file(MODELS_FILE), StackOptions(engine_port=engine_port))
         assert "--simulated" not in table["engine"]  # what `mes up` runs without --simulated
         # One llama.cpp thread: on a busy 2-core CI machine two threads mostly wait for each other.
         engine = Proc("engine-llamacpp", table["engine"] + " --threads 1", env, log_dir)

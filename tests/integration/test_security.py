@@ -113,7 +113,7 @@ def test_flower_answers_only_with_its_password(bin_env, log_dir, tmp_path):
     password = secrets.token_urlsafe(12)
     env = {**bin_env, "MES_FLOWER_BASIC_AUTH": f"ops:{password}"}
     command = process_table(ModelRegistry.from_file(MODELS_FILE),
-                            StackOptions(flower_port=port), tmp_path)["flower"]
+                            StackOptions(flower_port=port))["flower"]
     flower = Proc("flower", ["/bin/sh", "-c", command], env, log_dir)
     url = f"http://127.0.0.1:{port}"
     try:

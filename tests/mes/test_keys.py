@@ -164,7 +164,7 @@ def test_bad_rate_limits_are_refused(raw):
 
 
 def test_launcher_runs_flower_behind_basic_auth(tmp_path):
-    table = process_table(ModelRegistry.from_file(MODELS_FILE), StackOptions(), tmp_path)
+    table = process_table(ModelRegistry.from_file(MODELS_FILE), StackOptions())
     assert '"--basic-auth=$MES_FLOWER_BASIC_AUTH"' in table["flower"]
 
 
