@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import requests
 
 from tests.faults.conftest import ALICE, MODEL, report
-from tests.procs import wait_until
 
 pytestmark = pytest.mark.faults
 
