@@ -25,6 +25,9 @@ from typing import Iterable
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
+from mes.heartbeat import count_workers
+from mes.status import queue_depths
+
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _PREFIX = "mes:metrics"
 
@@ -67,13 +70,11 @@ class MetricsRecorder:
 class RedisCollector:
     """Yield Prometheus metrics from Redis and live state, at scrape time."""
 
-    def __init__(self, redis, registry, store, backend, queue_lists, count_workers):
+    def __init__(self, redis, registry, store, backend):
         self._redis = redis
         self._registry = registry
         self._store = store
         self._backend = backend
-        self._queue_lists = queue_lists
-        self._count_workers = count_workers
 
     def collect(self) -> Iterable:
         """Read every metric; a failing backend only hides model_loaded."""
@@ -110,10 +111,10 @@ class RedisCollector:
         yield errors
         depth = GaugeMetricFamily("mes_queue_depth", "Messages waiting in the broker",
                                   labels=["queue", "lane"])
-        for family in self._registry.families:
-            interactive, batch = self._queue_lists(family.queue)
-            depth.add_metric([family.queue, "interactive"], float(redis.llen(interactive)))
-            depth.add_metric([family.queue, "batch"], float(redis.llen(batch)))
+        queues = [family.queue for family in self._registry.families]
+        for queue, figures in queue_depths(redis, queues).items():
+            for lane, count in figures["lanes"].items():
+                depth.add_metric([queue, lane], float(count))
         yield depth
         states = GaugeMetricFamily("mes_jobs_in_state", "Queued and running jobs per model",
                                    labels=["model", "state"])
@@ -122,12 +123,12 @@ class RedisCollector:
             states.add_metric([model, "running"], float(running))
         yield states
         workers = GaugeMetricFamily("mes_workers", "Live workers per family", labels=["family"])
-        counts = self._count_workers(redis, [family.queue for family in self._registry.families])
+        counts = count_workers(redis, queues)
         for family in self._registry.families:
             workers.add_metric([family.name], float(counts[family.queue]))
         yield workers
         try:
-            loaded = {entry.get("name") or entry.get("model") for entry in self._backend.ps()}
+            loaded = self._backend.loaded_models()
         except Exception:  # noqa: BLE001 - the scrape must not fail with the backend
             return
         gauge = GaugeMetricFamily("mes_model_loaded", "1 if the backend has the model loaded",

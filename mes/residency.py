@@ -71,7 +71,7 @@ class Residency:
 
     def _loaded_now(self, now: float) -> set[str]:
         """Return the backend's loaded models plus those MES just admitted and that are still loading."""
-        loaded = {entry.get("name") or entry.get("model") for entry in self._backend.ps()}
+        loaded = self._backend.loaded_models()
         # A model admitted moments ago may still be loading and not yet in /api/ps: count it.
         recent = self._redis.zrangebyscore(self._resident, now - LOADING_GRACE_S, "+inf")
         return loaded | set(recent)

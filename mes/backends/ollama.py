@@ -94,6 +94,10 @@ class OllamaClient:
         """Return the models loaded in memory now."""
         return list(self._json("GET", "/api/ps").get("models") or [])
 
+    def loaded_models(self) -> set[str]:
+        """Return the names of the models loaded in memory now."""
+        return {entry.get("name") or entry.get("model") for entry in self.ps()}
+
     def generate(self, model: str, prompt: str, *, system: str | None = None,
                  options: dict | None = None, format: Any = None, keep_alive: Any = None,
                  should_stop: Callable[[], bool] | None = None, read_timeout_s: float | None = None,

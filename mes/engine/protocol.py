@@ -187,25 +187,25 @@ class Stats:
         }
 
 
-def chunk(kind: str, model: str, text: str) -> dict[str, Any]:
-    """Return one streamed, not-done object for /api/generate or /api/chat."""
+def _reply(kind: str, model: str, text: str, done: bool) -> dict[str, Any]:
+    # generate carries text in "response", chat in an assistant "message"; keys in Ollama's order.
     body: dict[str, Any] = {"model": model, "created_at": now_rfc3339()}
     if kind == "chat":
         body["message"] = {"role": "assistant", "content": text}
     else:
         body["response"] = text
-    body["done"] = False
+    body["done"] = done
     return body
+
+
+def chunk(kind: str, model: str, text: str) -> dict[str, Any]:
+    """Return one streamed, not-done object for /api/generate or /api/chat."""
+    return _reply(kind, model, text, False)
 
 
 def final(kind: str, model: str, stats: Stats, text: str = "", context: list[int] | None = None) -> dict[str, Any]:
     """Return the done object; TEXT is the whole reply when not streaming, else empty."""
-    body: dict[str, Any] = {"model": model, "created_at": now_rfc3339()}
-    if kind == "chat":
-        body["message"] = {"role": "assistant", "content": text}
-    else:
-        body["response"] = text
-    body["done"] = True
+    body = _reply(kind, model, text, True)
     body["done_reason"] = stats.done_reason
     if kind == "generate" and context is not None:
         body["context"] = context

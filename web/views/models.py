@@ -19,7 +19,7 @@ bp = Blueprint("models", __name__, url_prefix="/v1")
 def _states(model_ids: list[str] | None = None) -> list[dict]:
     s = ctx().services
     try:
-        loaded = {entry.get("name") or entry.get("model") for entry in s.backend.ps()}
+        loaded = s.backend.loaded_models()
     except MESError:
         loaded = None  # the backend is down: say "unknown", not "not loaded"
     return model_states(s.registry, s.store, loaded, model_ids)

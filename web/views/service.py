@@ -8,9 +8,7 @@ from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from mes.errors import Unauthorized
-from mes.heartbeat import count_workers
 from mes.metrics import RedisCollector
-from mes.queueing import broker_lists
 from mes.readiness import check_ready
 from web.context import ctx
 
@@ -35,7 +33,7 @@ def metrics_registry(services) -> CollectorRegistry:
     """Build the scrape registry: every figure comes from Redis or live state."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(services.redis, services.registry, services.store,
-                                     services.backend, broker_lists, count_workers))
+                                     services.backend))
     return registry
 
 
