@@ -210,6 +210,10 @@ class JobExpired(JobError):
     code = "expired"
     http_status = 504
 
+    def __init__(self, message: str = "the deadline passed before the job could start",
+                 details: dict[str, Any] | None = None):
+        super().__init__(message, details)
+
 
 class JobCancelled(JobError):
     """The job was cancelled."""

@@ -13,16 +13,17 @@ WARMUP_TASK = "mes.models.warmup"
 # Redis priorities: kombu keeps one list per step and pops the lowest step first, so
 # interactive jobs (0) are served before any waiting batch job (9) of the same family.
 # The batch list of queue mes.<family> is "mes.<family>:9".
-PRIORITY_STEPS = [0, 9]
 PRIORITY_SEP = ":"
-PRIORITIES = {"interactive": 0, "batch": 9}
+# The broker step of each lane of mes.jobs.PRIORITIES.
+BROKER_STEPS = {"interactive": 0, "batch": 9}
+PRIORITY_STEPS = sorted(BROKER_STEPS.values())
 
 
 def task_priority(job: Job) -> int:
     """Return the broker priority of a job's lane; a batch job that waited too long is promoted."""
     if job.promoted_at is not None:
-        return PRIORITIES["interactive"]
-    return PRIORITIES.get(job.priority, 0)
+        return BROKER_STEPS["interactive"]
+    return BROKER_STEPS.get(job.priority, 0)
 
 
 def broker_lists(queue: str) -> list[str]:
@@ -57,7 +58,7 @@ def beat_schedule(settings: Settings, registry: ModelRegistry) -> dict[str, Any]
             "args": (spec.id,),
             # A warm-up that could not run before the next one is due is pointless.
             "options": {"queue": spec.queue, "expires": every,
-                        "priority": PRIORITIES["interactive"]},
+                        "priority": BROKER_STEPS["interactive"]},
         }
     return schedule
 

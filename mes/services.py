@@ -10,15 +10,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from mes.backends.ollama import OllamaClient
-from mes.breaker import CircuitBreaker
 from mes.clock import SystemClock
 from mes.errors import ConfigError
-from mes.metrics import MetricsRecorder
 from mes.registry import ModelRegistry
-from mes.residency import Residency
-from mes.runner import JobRunner
 from mes.settings import Settings
-from mes.store import RedisJobStore
+from mes.store.jobs import RedisJobStore
 
 
 def connect_redis(url: str) -> redis_lib.Redis:
@@ -28,6 +24,11 @@ def connect_redis(url: str) -> redis_lib.Redis:
         socket_connect_timeout=5,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
         retry_on_error=[redis_lib.ConnectionError, redis_lib.TimeoutError])
+
+
+def backend_name(url: str) -> str:
+    """Return the name records are kept under per backend: its host and port."""
+    return urlparse(url).netloc
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Services:
     registry: ModelRegistry
     backend: OllamaClient
     clock: SystemClock
-    breaker: CircuitBreaker
+    backend_name: str  # breaker and residency records are kept per backend
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
@@ -61,18 +62,5 @@ class Services:
                                  connect_timeout_s=settings.ollama_connect_timeout_s,
                                  read_timeout_s=settings.ollama_read_timeout_s),
             clock=SystemClock(),
-            # One breaker per backend: worker groups on other backends are not held back.
-            breaker=CircuitBreaker(redis, urlparse(settings.ollama_url).netloc,
-                                   threshold=settings.breaker_threshold,
-                                   cooldown_s=settings.breaker_cooldown_s),
+            backend_name=backend_name(settings.ollama_url),
         )
-
-    def runner(self) -> JobRunner:
-        """Build the job runner with this process's objects and the configured policy."""
-        s = self.settings
-        residency = (Residency(self.store, self.backend, s.max_loaded_models)
-                     if s.max_loaded_models > 0 else None)
-        return JobRunner(store=self.store, registry=self.registry, backend=self.backend,
-                         clock=self.clock, breaker=self.breaker, residency=residency,
-                         max_retries=s.backend_max_retries, lease_ttl_s=s.lease_ttl_s,
-                         max_lost=s.max_worker_lost, metrics=MetricsRecorder(self.redis))

@@ -8,12 +8,11 @@ import fakeredis
 import pytest
 
 from mes.backends.ollama import OllamaClient
-from mes.breaker import CircuitBreaker
 from mes.clock import SystemClock
 from mes.registry import ModelRegistry
 from mes.services import Services
 from mes.settings import Settings
-from mes.store import RedisJobStore
+from mes.store.jobs import RedisJobStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS_FILE = FIXTURES / "models.json"
@@ -68,4 +67,4 @@ def make_services(settings, redis, store, registry, backend_url, clock) -> Servi
     """Assemble Services from test objects."""
     return Services(settings=settings, redis=redis, store=store, registry=registry,
                     backend=OllamaClient(backend_url, connect_timeout_s=1, read_timeout_s=10),
-                    clock=clock, breaker=CircuitBreaker(redis, "ollama", threshold=3, cooldown_s=5))
+                    clock=clock, backend_name="ollama")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import requests
 
-from mes.launcher import free_port
-from mes.processes import Proc, start_redis, wait_until  # noqa: F401 - re-exported for tests
+from mes.stack import free_port
+from mes.bench.processes import Proc, start_redis, wait_until  # noqa: F401 - re-exported for tests
 
 ROOT = Path(__file__).resolve().parents[1]
 

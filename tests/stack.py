@@ -13,8 +13,8 @@ from pathlib import Path
 import redis as redis_lib
 import requests
 
-from mes.heartbeat import heartbeat_key
-from mes.launcher import free_port, web_command, worker_command
+from mes.store.health import worker_alive
+from mes.stack import free_port, web_command, worker_command
 from tests.conftest import KEYS, MODELS_FILE
 from tests.procs import Proc, start_redis, wait_until
 
@@ -79,7 +79,7 @@ class PrivateStack:
         proc = Proc(f"worker-{name}-{time.monotonic_ns()}",
                     worker_command(queue, name, concurrency), self.env(), self.log_dir)
         client = redis_lib.Redis.from_url(self.redis_url)
-        wait_until(lambda: client.exists(heartbeat_key(queue, f"{name}@{os.uname().nodename}")),
+        wait_until(lambda: worker_alive(client, queue, f"{name}@{os.uname().nodename}"),
                    60, f"worker {name}", proc)
         self.procs.append(proc)
         return proc

@@ -49,7 +49,7 @@ def test_web_never_imports_worker_code():
 def test_procfile_matches_the_launcher():
     import sys
 
-    from mes.launcher import StackOptions, process_table
+    from mes.stack import StackOptions, process_table
     from mes.registry import ModelRegistry
 
     table = process_table(ModelRegistry.from_file(ROOT / "config" / "models.json"),

@@ -10,12 +10,12 @@ import uuid
 from flask import Flask, g, request
 
 from mes.keys import KeyRing
-from mes.keystore import RedisKeyStore, check_keys_exist
+from mes.store.apikeys import RedisKeyStore, check_keys_exist
 from mes.logs import configure_logging
 from mes.services import Services, connect_redis
 from mes.settings import Settings
-from mes.submit import Dispatcher
-from mes.waiter import FinalWaiter
+from mes.intake.submit import Dispatcher
+from mes.store.waiter import FinalWaiter
 from web import auth, errors, limits, openapi, ratelimit
 from web.context import WebContext
 from web.dispatch import CeleryDispatcher

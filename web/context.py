@@ -9,8 +9,8 @@ from flask import current_app
 
 from mes.keys import KeyRing
 from mes.services import Services
-from mes.submit import Dispatcher
-from mes.waiter import FinalWaiter
+from mes.intake.submit import Dispatcher
+from mes.store.waiter import FinalWaiter
 
 
 @dataclass

@@ -16,8 +16,9 @@ from flask import Flask, current_app, g
 from flask_limiter import Limit, Limiter
 
 from mes.settings import UNLIMITED, Settings
+from mes.store import names
 
-KEY_PREFIX = "mes:ratelimit"
+KEY_PREFIX = names.RATE_LIMIT_PREFIX
 
 
 def _key_name() -> str:

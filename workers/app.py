@@ -8,9 +8,9 @@ import socket
 from celery import Celery, signals
 from celery.schedules import crontab
 
-from mes.heartbeat import WorkerHeartbeat
+from mes.worker.heartbeat import WorkerHeartbeat
 from mes.logs import configure_logging
-from mes.runner import JobRunner
+from mes.worker.runner import JobRunner, build_runner
 from mes.queueing import WARMUP_TASK, beat_schedule, celery_config
 from mes.registry import ModelRegistry
 from mes.services import Services, connect_redis
@@ -37,7 +37,7 @@ class WorkerServices:
     def runner(self) -> JobRunner:
         """Return this process's job runner (it owns the lease renewer thread)."""
         if self._runner is None:
-            self._runner = self.get().runner()
+            self._runner = build_runner(self.get())
         return self._runner
 
     def reset(self) -> None:

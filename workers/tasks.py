@@ -1,4 +1,4 @@
-"""Register the Celery tasks: thin shells around mes.runner and mes.reaper."""
+"""Register the Celery tasks: thin shells around mes.worker.runner and mes.reaper."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from mes.errors import JobTimeout
 from mes.queueing import EXECUTE_TASK, REAP_TASK, WARMUP_TASK, task_priority
-from mes.reaper import reap_family
-from mes.runner import abandon_job
-from mes.warmup import warm_model
+from mes.worker.reaper import reap_family
+from mes.worker.runner import abandon_job
+from mes.worker.warmup import warm_model
 
 
 def register_tasks(app: Celery, services) -> None:

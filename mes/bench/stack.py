@@ -13,9 +13,9 @@ from pathlib import Path
 import redis as redis_lib
 import requests
 
-from mes.heartbeat import heartbeat_key
-from mes.launcher import free_port, web_command, worker_command
-from mes.processes import Proc, start_redis, wait_until
+from mes.store.health import worker_alive
+from mes.stack import free_port, web_command, worker_command
+from mes.bench.processes import Proc, start_redis, wait_until
 
 FAMILY = "bench"
 QUEUE = f"mes.{FAMILY}"
@@ -78,7 +78,7 @@ class BenchStack:
         self.procs.append(proc)
         self.workers.append(proc)
         client = redis_lib.Redis.from_url(self.redis_url)
-        wait_until(lambda: client.exists(heartbeat_key(QUEUE, f"{name}@{os.uname().nodename}")),
+        wait_until(lambda: worker_alive(client, QUEUE, f"{name}@{os.uname().nodename}"),
                    60, f"worker {name}", proc)
         return proc
 

@@ -9,8 +9,8 @@ import pytest
 import redis as redis_lib
 import requests
 
-from mes.heartbeat import heartbeat_key
-from mes.launcher import free_port, web_command, worker_command
+from mes.store.health import count_workers
+from mes.stack import free_port, web_command, worker_command
 from tests.conftest import KEYS, MODELS_FILE
 from tests.procs import Proc, start_engine, start_redis, wait_until
 
@@ -59,7 +59,7 @@ def workers(stack_env, redis_url, log_dir):
              Proc("worker-phi", worker_command("mes.phi", "phi", 1), env, log_dir)]
     client = redis_lib.Redis.from_url(redis_url)
     for proc, queue in zip(procs, ["mes.smollm", "mes.phi"]):
-        wait_until(lambda: any(client.scan_iter(match=heartbeat_key(queue, "*"))), 60,
+        wait_until(lambda: count_workers(client, [queue])[queue] > 0, 60,
                    f"{proc.name} heartbeat", proc)
     yield procs
     for proc in procs:

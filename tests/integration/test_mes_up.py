@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from mes.launcher import free_port, port_is_free
+from mes.stack import free_port, port_is_free
 from tests.conftest import MODELS_FILE
 from tests.procs import Proc, wait_until
 

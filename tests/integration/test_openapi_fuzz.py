@@ -24,7 +24,7 @@ import pytest
 import redis as redis_lib
 import schemathesis
 
-from mes.keystore import RedisKeyStore
+from mes.store.apikeys import RedisKeyStore
 
 pytestmark = pytest.mark.integration
 

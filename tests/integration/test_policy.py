@@ -10,7 +10,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from mes.concurrency import slots_in_use
+from mes.worker.slots import slots_in_use
 from tests.procs import wait_until
 from tests.stack import ALICE, PrivateStack
 

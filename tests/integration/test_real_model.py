@@ -17,8 +17,8 @@ import pytest
 import redis as redis_lib
 import requests
 
-from mes.heartbeat import heartbeat_key
-from mes.launcher import StackOptions, free_port, process_table, web_command, worker_command
+from mes.store.health import count_workers
+from mes.stack import StackOptions, free_port, process_table, web_command, worker_command
 from mes.registry import ModelRegistry
 from tests.conftest import KEYS, MODELS_FILE
 from tests.procs import Proc, start_redis, wait_until
@@ -62,7 +62,7 @@ def real_stack(tmp_path_factory):
         worker = Proc("worker-smollm", worker_command("mes.smollm", "smollm", 1), env, log_dir)
         procs.append(worker)
         client = redis_lib.Redis.from_url(redis_url)
-        wait_until(lambda: any(client.scan_iter(match=heartbeat_key("mes.smollm", "*"))), 90,
+        wait_until(lambda: count_workers(client, ["mes.smollm"])["mes.smollm"] > 0, 90,
                    "worker heartbeat", worker)
         web_port = free_port()
         web = Proc("web", web_command("127.0.0.1", web_port, 1), env, log_dir)

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from mes.keys import EXAMPLE_KEY
-from mes.launcher import StackOptions, free_port, process_table, web_command
+from mes.stack import StackOptions, free_port, process_table, web_command
 from mes.registry import ModelRegistry
 from tests.conftest import MODELS_FILE
 from tests.procs import Proc, wait_until

@@ -7,7 +7,7 @@ import pytest
 from mes.backends.ollama import OllamaClient
 from mes.engine.config import EngineConfig
 from mes.engine.server import EngineServer
-from mes.submit import submit_job
+from mes.intake.submit import submit_job
 
 
 class ListDispatcher:

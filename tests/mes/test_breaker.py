@@ -2,10 +2,10 @@
 
 import pytest
 
-from mes.breaker import CircuitBreaker
+from mes.worker.breaker import CircuitBreaker
 from mes.errors import BackendRejected, BackendUnavailable, ModelNotFound
 from mes.jobs import JobStatus
-from mes.runner import run_job
+from tests.support.runner import run_job
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mes import client as mc
-from mes.launcher import free_port
+from mes.stack import free_port
 
 QUEUED = {"id": "job_1", "status": "queued", "model": "smollm2:135m",
           "created_at": "2025-01-01T00:00:00Z", "deadline_at": "2025-01-01T00:01:00Z"}

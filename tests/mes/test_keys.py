@@ -8,8 +8,8 @@ import pytest
 from mes.cli import main
 from mes.errors import ConfigError, Conflict, NotFound
 from mes.keys import EXAMPLE_KEY, KeyRing, hash_key, parse_api_keys, parse_scopes
-from mes.keystore import LIVE, RECORDS, RedisKeyStore, check_keys_exist
-from mes.launcher import StackOptions, process_table
+from mes.store.apikeys import LIVE, RECORDS, RedisKeyStore, check_keys_exist
+from mes.stack import StackOptions, process_table
 from mes.registry import ModelRegistry
 from mes.settings import Settings
 from tests.conftest import MODELS_FILE
@@ -169,7 +169,7 @@ def test_launcher_runs_flower_behind_basic_auth(tmp_path):
 
 
 def test_mes_up_in_production_refuses_a_new_embedded_redis_without_keys(keystore):
-    from mes.launcher import check_stored_keys
+    from mes.cli.up import check_stored_keys
     with pytest.raises(ConfigError, match="embedded Redis"):
         check_stored_keys(Settings.from_env(PROD), embedded_redis=True)
     check_stored_keys(Settings.from_env({**PROD, "MES_API_KEYS": "a:secret-aaaa:jobs"}),

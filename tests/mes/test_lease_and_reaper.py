@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mes.jobs import JobStatus
-from mes.lease import JobLease, LeaseScripts, lease_alive
-from mes.renewer import Renewer
-from mes.reaper import reap_family
-from mes.runner import run_job
+from mes.store import names
+from mes.worker.reaper import reap_family
+from tests.support.runner import run_job
 
 
 @pytest.fixture
@@ -19,34 +18,50 @@ def run(store, registry, backend, clock):
     return run
 
 
-def test_lease_is_exclusive_and_released(redis):
-    first = JobLease(LeaseScripts(redis), Renewer(1), "job_1", ttl_s=5)
-    second = JobLease(LeaseScripts(redis), Renewer(1), "job_1", ttl_s=5)
-    assert first.acquire() and not second.acquire()
-    assert 0 < second.remaining_s() <= 5
-    first.release()
-    assert not lease_alive(redis, "job_1") and second.acquire()
-    second.release()
+def test_lease_is_exclusive_and_released(store):
+    first = store.claim("job_1", "first", ttl_s=5, breaker="b")
+    second = store.claim("job_1", "second", ttl_s=5, breaker="b")
+    assert first.leased and not second.leased
+    assert first.job is None and 0 < second.lease_left_s <= 5
+    store.leases.release_lease("job_1", "first")
+    assert not store.leases.lease_alive("job_1")
+    assert store.claim("job_1", "second", ttl_s=5, breaker="b").leased
+    store.leases.release_lease("job_1", "second")
 
 
-def test_release_keeps_someone_elses_lease(redis):
-    mine = JobLease(LeaseScripts(redis), Renewer(1), "job_2", ttl_s=5)
-    assert mine.acquire()
-    redis.set("mes:lease:job_2", "another-worker")  # ours expired and someone took it
-    mine.release()
-    assert redis.get("mes:lease:job_2") == "another-worker"
+def test_release_keeps_someone_elses_lease(store, redis):
+    assert store.claim("job_2", "mine", ttl_s=5, breaker="b").leased
+    redis.set(names.lease("job_2"), "another-worker")  # ours expired and someone took it
+    store.leases.release_lease("job_2", "mine")
+    assert redis.get(names.lease("job_2")) == "another-worker"
 
 
-def test_redelivery_while_leased_is_bounced_not_run(submit, run, redis, engine):
+def test_claim_reads_the_job_the_breaker_and_the_cancel_flag(submit, store, redis):
     job = submit()
-    holder = JobLease(LeaseScripts(redis), Renewer(1), job.id, ttl_s=5)
-    assert holder.acquire()
+    redis.hset(names.breaker("b"), mapping={"failures": 2, "open_until": 99.5})
+    store.request_cancel(job.id)
+    claim = store.claim(job.id, "tok", ttl_s=5, breaker="b")
+    assert claim.leased and claim.job == job
+    assert (claim.breaker_failures, claim.breaker_open_until) == (2, 99.5)
+    assert claim.cancel_requested
+
+
+def test_redelivery_while_leased_is_bounced_not_run(submit, run, store, engine):
+    job = submit()
+    assert store.claim(job.id, "holder", ttl_s=5, breaker="b").leased
     before = engine.stats()["total_requests"]
     outcome = run(job.id)
-    holder.release()
+    store.leases.release_lease(job.id, "holder")
     assert outcome.retry_in_s is not None and outcome.retry_in_s > 1
     assert outcome.job.status is JobStatus.QUEUED and outcome.job.attempts == 0
     assert engine.stats()["total_requests"] == before
+
+
+def test_a_finished_run_releases_its_lease_and_slot(submit, run, store):
+    job = submit()
+    assert run(job.id).job.status is JobStatus.SUCCEEDED
+    assert not store.leases.lease_alive(job.id)
+    assert store.leases.slots_in_use(job.model) == 0
 
 
 def test_run_after_a_dead_worker_counts_the_loss(submit, run, store):
@@ -69,7 +84,7 @@ def test_reaper_requeues_running_jobs_without_lease(submit, store, registry, clo
     orphan = store.save(submit().evolve(status=JobStatus.RUNNING, attempts=1,
                                         started_at=clock.now()))
     alive = store.save(submit().evolve(status=JobStatus.RUNNING, attempts=1, started_at=clock.now()))
-    JobLease(LeaseScripts(redis), Renewer(1), alive.id, ttl_s=60).acquire()
+    assert store.claim(alive.id, "alive-worker", ttl_s=60, breaker="b").leased
     sent = []
     family = registry.get("smollm2:135m").family
     kwargs = dict(store=store, registry=registry, clock=clock, dispatch=sent.append, grace_s=10)
@@ -90,7 +105,7 @@ def test_reaper_expires_queued_jobs_past_deadline(submit, store, registry, clock
 
 def test_reaper_redispatches_queued_jobs_that_idle_workers_never_got(submit, store, registry,
                                                                        clock, redis):
-    from mes.heartbeat import heartbeat_key
+    from mes.store.health import Heartbeats
     stranded = submit()
     waiting = submit()
     store.save(waiting.evolve(not_before=clock.now() + 100))  # a retry that is not due yet
@@ -99,7 +114,7 @@ def test_reaper_redispatches_queued_jobs_that_idle_workers_never_got(submit, sto
     kwargs = dict(store=store, registry=registry, clock=clock, dispatch=sent.append, grace_s=10)
     clock.advance(11)
     assert reap_family(family, **kwargs).stranded == 0  # no live worker: nothing to conclude
-    redis.set(heartbeat_key(family.queue, "w1@host"), "1", ex=30)
+    Heartbeats(redis).beat([family.queue], "w1@host", ttl_s=30)
     assert reap_family(family, **kwargs).stranded == 1
     assert [job.id for job in sent] == [stranded.id]
 

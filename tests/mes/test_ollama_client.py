@@ -11,7 +11,7 @@ import pytest
 from mes.backends.ollama import OllamaClient
 from mes.errors import (BackendBusy, BackendRejected, BackendServerError, BackendTimeout,
                         BackendUnavailable, JobCancelled, ModelNotFound)
-from mes.launcher import free_port
+from mes.stack import free_port
 
 FINAL = {"model": "m:1", "created_at": "2024-01-01T00:00:00Z", "response": "", "done": True,
          "done_reason": "stop", "total_duration": 5_000_000, "load_duration": 1_000_000,

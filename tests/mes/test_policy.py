@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from mes.concurrency import ModelSlot, SlotScripts, slots_in_use
-from mes.renewer import Renewer
+from mes.jobs import JobStatus
+from mes.store import names
+from mes.store.jobs import SlotBusy, SlotClaim
 from mes.engine.config import EngineConfig
 from mes.engine.server import EngineServer
 from mes.backends.ollama import OllamaClient
-from mes.residency import Residency
+from mes.worker.residency import Residency
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def loaded(backend):
 
 
 def test_lru_model_is_evicted_at_the_cap(store, roomy_backend, clock):
-    residency = Residency(store, roomy_backend, max_loaded=2)
+    residency = Residency(store, roomy_backend, "roomy", max_loaded=2)
     for model in ("a:1", "b:1"):
         assert residency.admit(model, clock.now()).admitted
         roomy_backend.load(model, "5m")
@@ -47,47 +50,54 @@ def test_lru_model_is_evicted_at_the_cap(store, roomy_backend, clock):
 
 
 def test_a_model_in_use_is_never_evicted(store, roomy_backend, clock, redis):
-    residency = Residency(store, roomy_backend, max_loaded=2)
+    residency = Residency(store, roomy_backend, "roomy", max_loaded=2)
     for model in ("a:1", "b:1"):
         residency.admit(model, clock.now())
         roomy_backend.load(model, "5m")
         clock.advance(100)
-    busy_a = ModelSlot(SlotScripts(redis), Renewer(0.1), "a:1", limit=1, ttl_s=30)
-    busy_b = ModelSlot(SlotScripts(redis), Renewer(0.1), "b:1", limit=1, ttl_s=30)
-    assert busy_a.try_acquire() and busy_b.try_acquire()
+    far = int(time.time() * 1000) + 60_000
+    redis.zadd(names.slots("a:1"), {"worker-a": far})  # a job holds a slot on each model
+    redis.zadd(names.slots("b:1"), {"worker-b": far})
     refused = residency.admit("c:1", clock.now())
     assert not refused.admitted and "running" in refused.reason
-    busy_a.release()
+    redis.zrem(names.slots("a:1"), "worker-a")
     admitted = residency.admit("c:1", clock.now())
-    busy_b.release()
     assert admitted.evicted == "a:1"
     assert loaded(roomy_backend) == {"b:1"}
 
 
 def test_loaded_model_is_admitted_without_eviction(store, roomy_backend, clock):
-    residency = Residency(store, roomy_backend, max_loaded=1)
+    residency = Residency(store, roomy_backend, "roomy", max_loaded=1)
     residency.admit("a:1", clock.now())
     roomy_backend.load("a:1", "5m")
     assert residency.admit("a:1", clock.now()) .evicted is None
 
 
-def test_semaphore_limits_holders_and_frees_on_release(redis):
-    first, second, third = (ModelSlot(SlotScripts(redis), Renewer(0.1), "m:1", limit=2, ttl_s=30)
-                            for _ in range(3))
-    assert first.try_acquire() and second.try_acquire()
-    assert not third.try_acquire()
-    assert slots_in_use(redis, "m:1") == 2
-    first.release()
-    assert third.acquire(wait_s=1)
-    second.release()
-    third.release()
-    assert slots_in_use(redis, "m:1") == 0
+def _start(store, job, token, ttl_ms=30_000, limit=2):
+    return store.save(job.evolve(status=JobStatus.RUNNING),
+                      slot=SlotClaim(limit, token, int(time.time() * 1000), ttl_ms))
 
 
-def test_dead_holders_slot_expires(redis):
-    dead = ModelSlot(SlotScripts(redis), Renewer(0.1), "m:2", limit=1, ttl_s=0.3)
-    assert dead.try_acquire()
-    dead._renewer.remove(dead._handle)  # the process died: no more renewals, no release
-    waiting = ModelSlot(SlotScripts(redis), Renewer(0.1), "m:2", limit=1, ttl_s=30)
-    assert waiting.acquire(wait_s=3)
-    waiting.release()
+def test_semaphore_limits_holders_and_frees_on_release(submit, store):
+    first, second, third = submit(), submit(), submit()
+    _start(store, first, "t1")
+    _start(store, second, "t2")
+    with pytest.raises(SlotBusy):
+        _start(store, third, "t3")
+    assert store.get(third.id).status is JobStatus.QUEUED  # refused as a whole
+    assert store.leases.slots_in_use(first.model) == 2
+    store.leases.release_slot(first.model, "t1")
+    _start(store, third, "t3")
+    store.leases.release_slot(first.model, "t2")
+    store.leases.release_slot(first.model, "t3")
+    assert store.leases.slots_in_use(first.model) == 0
+
+
+def test_dead_holders_slot_expires(submit, store):
+    dead, waiting = submit(), submit()
+    _start(store, dead, "dead", ttl_ms=300, limit=1)  # the process dies: no renewal, no release
+    with pytest.raises(SlotBusy):
+        _start(store, waiting, "waiting", limit=1)
+    time.sleep(0.4)
+    _start(store, waiting, "waiting", limit=1)
+    assert store.leases.slots_in_use(dead.model) == 1

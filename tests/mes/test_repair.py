@@ -7,8 +7,8 @@ import pytest
 from mes.backends.ollama import Completion
 from mes.errors import OutputInvalid
 from mes.jobs import JobStatus
-from mes.repair import generate_structured
-from mes.runner import run_job
+from mes.structured.repair import generate_structured
+from tests.support.runner import run_job
 
 SCHEMA = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}
 

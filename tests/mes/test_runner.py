@@ -1,11 +1,13 @@
-"""Run jobs through mes.runner against the real engine over HTTP, with a fakeredis store."""
+"""Run jobs through mes.worker.runner against the real engine over HTTP, with a fakeredis store."""
 
 from __future__ import annotations
 
 import pytest
 
 from mes.jobs import JobStatus
-from mes.runner import backend_options, backoff_s, run_job
+from mes.worker.execution import backend_options
+from mes.worker.runner import backoff_s
+from tests.support.runner import run_job
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def test_backoff_grows_and_is_capped():
 def test_cancel_during_generation_stops_the_stream(submit, run, store, clock, engine):
     import threading
 
-    from mes.cancel import cancel_job
+    from mes.intake.cancel import cancel_job
     engine.faults.update({"hang": True})
     job = submit()
     outcome = {}

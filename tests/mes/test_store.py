@@ -2,7 +2,7 @@ import pytest
 
 from mes.clock import new_id
 from mes.jobs import InvalidTransition, Job, JobKind, JobStatus
-from mes.store import FINAL_CHANNEL, StaleJob
+from mes.store.jobs import FINAL_CHANNEL, StaleJob
 
 
 def make_job(clock, owner="alice", model="smollm2:135m", queue="mes.smollm") -> Job:

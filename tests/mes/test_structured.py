@@ -1,7 +1,7 @@
 import pytest
 
 from mes.errors import InvalidSchema
-from mes.structured import check_format, check_output, extract_json
+from mes.structured.formats import check_format, check_output, extract_json
 
 SCHEMA = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mes.keystore import RedisKeyStore
+from mes.store.apikeys import RedisKeyStore
 from tests.web.conftest import ALICE, BOB, OPS, ROOT, auth
 
 JOB_BODY = {"model": "smollm2:135m", "prompt": "Hello"}

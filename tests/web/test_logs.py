@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from mes.keystore import RedisKeyStore
+from mes.store.apikeys import RedisKeyStore
 from mes.logs import JsonFormatter
 from tests.web.conftest import auth
 

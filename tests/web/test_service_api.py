@@ -47,7 +47,7 @@ def test_load_and_unload_are_operations_on_the_model_queue(client, dispatcher):
 
 def test_metrics_show_job_counters_and_queue_depth(client, store, registry, clock):
     from mes.jobs import JobStatus
-    from mes.metrics import MetricsRecorder
+    from mes.store.metrics import MetricsRecorder
     job_id = client.post("/v1/jobs", json={"model": "phi3:mini", "prompt": "a"}, headers=ALICE).get_json()["id"]
     job = store.get(job_id)
     job = store.save(job.evolve(status=JobStatus.RUNNING, started_at=clock.now()))

@@ -9,11 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import fakeredis
 import pytest
 
-from mes.breaker import CircuitBreaker
+from mes.worker.breaker import CircuitBreaker
 from mes.errors import BackendUnavailable
-from mes.heartbeat import WorkerHeartbeat
-from mes.status import service_status
-from mes.store import RedisJobStore
+from mes.worker.heartbeat import WorkerHeartbeat
+from mes.intake.status import service_status
+from mes.store.jobs import RedisJobStore
 from tests.conftest import make_services
 from tests.web.conftest import ALICE, OPS, ROOT
 from web.app import create_app
@@ -103,7 +103,8 @@ def test_status_reports_backend_version_and_loaded_models(live_client):
 
 def test_status_shows_an_open_breaker(client, services, clock):
     for _ in range(3):
-        services.breaker.record(BackendUnavailable("down"), clock.now())
+        CircuitBreaker(services.redis, services.backend_name, threshold=3,
+                       cooldown_s=5).record(BackendUnavailable("down"), clock.now())
     breaker = client.get("/v1/status", headers=ROOT).get_json()["breaker"]
     assert breaker["state"] == "open" and breaker["failures"] == 3
 
@@ -114,7 +115,7 @@ def test_service_status_survives_redis_being_down(registry, services):
     down = fakeredis.FakeRedis(server=server, decode_responses=True)
     report = service_status(redis=down, store=RedisJobStore(down, ttl_s=60), registry=registry,
                             backend=services.backend,
-                            breaker=CircuitBreaker(down, "ollama", threshold=3, cooldown_s=5),
+                            backend_name="ollama",
                             now=0.0)
     assert report["redis"].startswith("down")
     assert report["queues"]["mes.phi"]["depth"] is None

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, g, request, url_for
 
 from mes.errors import InvalidRequest, NotFound
-from mes.cancel import cancel_job
+from mes.intake.cancel import cancel_job
 from mes.jobs import Job
-from mes.submit import submit_job
+from mes.intake.submit import submit_job
 from web.auth import current_key, require
 from web.context import ctx
 from web.limits import check_job_request

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, g
 
 from mes.errors import MESError
-from mes.models_view import model_states
+from mes.intake.models_view import model_states
 from mes.jobs import JobKind
-from mes.submit import submit_job
+from mes.intake.submit import submit_job
 from web.auth import current_key, require
 from web.context import ctx
 from web.schemas import ModelSchema

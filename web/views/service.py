@@ -8,8 +8,8 @@ from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from mes.errors import Unauthorized
-from mes.metrics import RedisCollector
-from mes.readiness import check_ready
+from mes.store.metrics import RedisCollector
+from mes.intake.readiness import check_ready
 from web.context import ctx
 
 bp = Blueprint("service", __name__)
@@ -25,7 +25,7 @@ def health():
 def ready():
     """Check Redis, the backend and a live worker per family: 200 or 503."""
     s = ctx().services
-    report = check_ready(s.redis, s.backend, s.registry, s.breaker, s.clock.now())
+    report = check_ready(s.redis, s.backend, s.registry, s.backend_name, s.clock.now())
     return report, 200 if report["ready"] else 503
 
 

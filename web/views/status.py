@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from mes.status import service_status
+from mes.intake.status import service_status
 from web.auth import require
 from web.context import ctx
 
@@ -17,4 +17,4 @@ def status():
     """Report queues and depths, workers, loaded models, backend version, breaker and counters."""
     s = ctx().services
     return service_status(redis=s.redis, store=s.store, registry=s.registry, backend=s.backend,
-                          breaker=s.breaker, now=s.clock.now())
+                          backend_name=s.backend_name, now=s.clock.now())

@@ -8,7 +8,7 @@ import time
 from typing import Callable
 
 from mes.jobs import Job
-from mes.store import FINAL_CHANNEL, RedisJobStore
+from mes.store.jobs import FINAL_CHANNEL, RedisJobStore
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 import redis as redis_lib
 
-from mes.launcher import find_redis_server, free_port
+from mes.stack import find_redis_server, free_port
 
 
 class Proc:

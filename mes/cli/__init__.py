@@ -22,7 +22,7 @@ PROGRESS_POLL_S = 2  # long polls short enough to refresh the elapsed time on a 
 
 
 def _up(args: argparse.Namespace) -> int:
-    from mes.launcher import StackOptions, run_stack
+    from mes.cli.up import StackOptions, run_stack
     options = StackOptions(host=args.host, port=args.port, simulated=args.simulated,
                            web_workers=args.web_workers, engine_port=args.engine_port,
                            flower_port=args.flower_port)
@@ -240,7 +240,7 @@ def _run_keys(args: argparse.Namespace, environ: Mapping[str, str], stdout: Text
     import redis as redis_lib
 
     from mes.errors import MESError
-    from mes.keystore import RedisKeyStore
+    from mes.store.apikeys import RedisKeyStore
     from mes.services import connect_redis
     from mes.settings import Settings
     url = args.redis_url or environ.get("MES_REDIS_URL") or Settings.redis_url

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import json
 from typing import Any, Protocol
+
+from redis.exceptions import RedisError
 
 from mes.clock import SystemClock, new_id
 from mes.errors import BackendUnavailable, IdempotencyMismatch, InvalidRequest, QueueFull
 from mes.jobs import Job, JobKind, JobStatus
 from mes.registry import ModelRegistry, ModelSpec
-from mes.store import QueueAtLimit, RedisJobStore, StaleJob
-from mes import structured
+from mes.store.jobs import KeyBound, QueueAtLimit, RedisJobStore, StaleJob
+from mes.structured import formats as structured
+
+log = logging.getLogger("mes.submit")
 
 REQUEST_FIELDS = ("prompt", "messages", "system", "options", "format")
 
@@ -66,26 +71,15 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
         priority=body.get("priority", "interactive"), metadata=body.get("metadata") or {},
         request_id=request_id,
     )
+    body_hash = None if idempotency_key is None else request_hash({**body, "_kind": kind.value})
     try:
-        # The limit is checked inside the create script: no extra round trip, no race.
-        job = store.create(job, spec.max_queue if kind is JobKind.INFERENCE else None)
+        # One script binds the key, checks the queue limit and saves: no race, one round trip.
+        job = store.create(job, spec.max_queue if kind is JobKind.INFERENCE else None,
+                           None if idempotency_key is None else (idempotency_key, body_hash))
     except QueueAtLimit:
         raise queue_full(spec, store) from None
-    if idempotency_key is not None:
-        # The job is saved before the key is claimed, so whoever finds the key taken also
-        # finds its job; the loser's record was never dispatched and is dropped.
-        body_hash = request_hash({**body, "_kind": kind.value})
-        bound = store.claim_idempotency_key(owner, idempotency_key, body_hash, job.id)
-        if bound is not None:
-            store.discard(job)
-            if bound[0] != body_hash:
-                raise IdempotencyMismatch("this Idempotency-Key was used with a different body",
-                                          {"idempotency_key": idempotency_key})
-            first = store.get(bound[1])
-            if first is None:
-                raise IdempotencyMismatch("this Idempotency-Key's job has expired; use a new key",
-                                          {"idempotency_key": idempotency_key})
-            return first, False
+    except KeyBound as bound:
+        return replayed(bound, body_hash, idempotency_key, store), False
     try:
         dispatcher.send(job)
     except Exception as exc:  # noqa: BLE001 - any broker failure means the job was not queued
@@ -94,7 +88,21 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
         try:
             store.save(job.evolve(status=JobStatus.FAILED, finished_at=clock.now(),
                                   error=error.to_dict()))
-        except (StaleJob, Exception):  # noqa: BLE001 - the broker and store share Redis
-            pass
+        except (StaleJob, RedisError) as save_exc:  # the broker and store share Redis
+            log.warning("event=undispatched_job_not_saved job_id=%s error=%s", job.id,
+                        save_exc.__class__.__name__)
         raise error from exc
     return job, True
+
+
+def replayed(bound: KeyBound, body_hash: str, idempotency_key: str,
+             store: RedisJobStore) -> Job:
+    """Return the job an Idempotency-Key is bound to, if the body is the same one."""
+    if bound.body_hash != body_hash:
+        raise IdempotencyMismatch("this Idempotency-Key was used with a different body",
+                                  {"idempotency_key": idempotency_key})
+    first = store.get(bound.job_id)
+    if first is None:
+        raise IdempotencyMismatch("this Idempotency-Key's job has expired; use a new key",
+                                  {"idempotency_key": idempotency_key})
+    return first

@@ -20,9 +20,10 @@ from mes.clock import iso
 from mes.errors import ConfigError, Conflict, NotFound
 from mes.keys import ApiKey, check_name, hash_key, new_secret
 from mes.settings import Settings
+from mes.store import names
 
-RECORDS = "mes:apikeys"
-LIVE = "mes:apikeys:live"
+RECORDS = names.API_KEYS
+LIVE = names.API_KEYS_LIVE
 
 # KEYS[1] = mes:apikeys, KEYS[2] = mes:apikeys:live
 # ARGV[1] = name, ARGV[2] = record JSON, ARGV[3] = secret hash, ARGV[4] = live entry JSON

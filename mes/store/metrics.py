@@ -25,11 +25,11 @@ from typing import Iterable
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
-from mes.heartbeat import count_workers
-from mes.status import queue_depths
+from mes.store import names
+from mes.store.health import count_workers, queue_depths
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-_PREFIX = "mes:metrics"
+_PREFIX = names.METRICS_PREFIX
 
 
 def _bucket_fields(value: float) -> list[str]:
@@ -42,25 +42,31 @@ class MetricsRecorder:
     def __init__(self, redis):
         self._redis = redis
 
-    def job_ran(self, model: str, *, queue_wait_s: float | None, run_s: float | None,
-                tokens: int, pipe=None) -> None:
-        """Observe a run's waits and tokens, in one round trip or in the caller's pipeline.
+    def job_ran_commands(self, model: str, *, queue_wait_s: float | None,
+                         run_s: float | None, tokens: int) -> list[tuple]:
+        """Return the commands that observe a run's waits and tokens, to ride along with a save.
 
         Final states are counted by the store's save script, which every one passes through.
         """
-        own = pipe is None
-        pipe = self._redis.pipeline(transaction=False) if own else pipe
+        commands: list[tuple] = []
         for name, value in (("queue_wait", queue_wait_s), ("run", run_s)):
             if value is None:
                 continue
             key = f"{_PREFIX}:hist:{name}:{model}"
-            for field in _bucket_fields(value):
-                pipe.hincrby(key, field, 1)
-            pipe.hincrbyfloat(key, "sum", value)
+            commands.extend(("HINCRBY", key, field, 1) for field in _bucket_fields(value))
+            commands.append(("HINCRBYFLOAT", key, "sum", repr(float(value))))
         if tokens:
-            pipe.hincrby(f"{_PREFIX}:tokens", model, tokens)
-        if own:
-            pipe.execute()
+            commands.append(("HINCRBY", f"{_PREFIX}:tokens", model, tokens))
+        return commands
+
+    def job_ran(self, model: str, *, queue_wait_s: float | None, run_s: float | None,
+                tokens: int) -> None:
+        """Observe a run's waits and tokens now, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for command in self.job_ran_commands(model, queue_wait_s=queue_wait_s, run_s=run_s,
+                                             tokens=tokens):
+            pipe.execute_command(*command)
+        pipe.execute()
 
     def backend_error(self, code: str) -> None:
         """Count a backend failure by code."""

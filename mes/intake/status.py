@@ -4,39 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mes.breaker import CircuitBreaker
 from mes.errors import MESError
-from mes.heartbeat import count_workers
-from mes.queueing import PRIORITIES, PRIORITY_SEP, broker_lists
+from mes.store.health import breaker_state, count_workers, queue_depths
 from mes.registry import ModelRegistry
-from mes.store import RedisJobStore
-
-
-def queue_depths(redis, queues: list[str]) -> dict[str, dict[str, int]]:
-    """Return how many messages wait in each Celery queue, per priority lane and in all.
-
-    Celery's Redis transport keeps one list per priority step: `mes.<family>` for
-    interactive jobs and `mes.<family>:9` for batch ones (mes.queueing.broker_lists).
-    KEDA scales workers on the same lists.
-    """
-    lane_of = {step: lane for lane, step in PRIORITIES.items()}
-    pipe = redis.pipeline(transaction=False)
-    for queue in queues:
-        for name in broker_lists(queue):
-            pipe.llen(name)
-    lengths = iter(pipe.execute())
-    depths = {}
-    for queue in queues:
-        per_lane = {}
-        for name in broker_lists(queue):
-            step = 0 if name == queue else int(name.rsplit(PRIORITY_SEP, 1)[1])
-            per_lane[lane_of.get(step, str(step))] = int(next(lengths))
-        depths[queue] = {"depth": sum(per_lane.values()), "lanes": per_lane}
-    return depths
+from mes.store.jobs import RedisJobStore
 
 
 def service_status(*, redis, store: RedisJobStore, registry: ModelRegistry, backend,
-                   breaker: CircuitBreaker, now: float) -> dict[str, Any]:
+                   backend_name: str, now: float) -> dict[str, Any]:
     """Return the /v1/status report; a part that cannot be read says so instead of failing."""
     families = registry.families
     queues = [family.queue for family in families]
@@ -70,7 +45,7 @@ def service_status(*, redis, store: RedisJobStore, registry: ModelRegistry, back
                   "loaded": None if loaded_names is None else spec.id in loaded_names}
         for spec in registry.models}
     report["loaded_models"] = loaded
-    report["breaker"] = _guard(lambda: breaker.state(now))
+    report["breaker"] = _guard(lambda: breaker_state(redis, backend_name, now))
     report["counters"] = _guard(store.counters)
     return report
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mes.clock import SystemClock
-from mes.heartbeat import count_workers
+from mes.errors import JobExpired
+from mes.store.health import count_workers
 from mes.jobs import Job, JobStatus
-from mes.lease import lease_alive
 from mes.registry import FamilySpec, ModelRegistry
-from mes.store import RedisJobStore, StaleJob
+from mes.store.jobs import RedisJobStore, StaleJob
 
-log = logging.getLogger("mes.reaper")
+log = logging.getLogger("mes.worker.reaper")
 
 
 @dataclass
@@ -41,15 +41,16 @@ def reap_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegi
     for spec in registry.models:
         if spec.family != family:
             continue
-        running_key = f"mes:running:{spec.id}"
-        for job_id in store.redis.smembers(running_key):
-            job = store.get(job_id)
+        ids = sorted(store.running_ids(spec.id))
+        found = {job.id: job for job in store.get_many(ids)}
+        for job_id in ids:
+            job = found.get(job_id)
             if job is None or job.status is not JobStatus.RUNNING:
-                store.redis.srem(running_key, job_id)
+                store.forget_running(spec.id, job_id)
                 report.dropped += 1
                 continue
             started = job.started_at or job.created_at
-            if lease_alive(store.redis, job_id) or now - started < grace_s:
+            if store.leases.lease_alive(job_id) or now - started < grace_s:
                 continue
             dispatch(job)
             report.requeued += 1
@@ -73,7 +74,7 @@ def _promote_old_batch(family: FamilySpec, *, store: RedisJobStore, clock: Syste
     """
     now = clock.now()
     promoted = 0
-    for job in store.get_many(store.redis.zrange(f"mes:queued:q:{family.queue}", 0, 499)):
+    for job in store.queued_in_queue(family.queue, 500):
         if (job.status is not JobStatus.QUEUED or job.priority != "batch"
                 or job.promoted_at is not None or now - job.created_at < max_wait_s):
             continue
@@ -98,14 +99,14 @@ def _redispatch_stranded(family: FamilySpec, *, store: RedisJobStore, registry: 
     it again is safe: the lease and the final-state check make the extra message a no-op.
     """
     models = [spec.id for spec in registry.models if spec.family == family]
-    running = sum(store.redis.scard(f"mes:running:{model}") for model in models)
+    running = sum(counts[1] for counts in store.model_counts(models).values())
     workers = count_workers(store.redis, [family.queue])[family.queue]
     free = workers * family.concurrency - running
     if free <= 0:
         return 0
     now = clock.now()
     sent = 0
-    for job in store.get_many(store.redis.zrange(f"mes:queued:q:{family.queue}", 0, free - 1)):
+    for job in store.queued_in_queue(family.queue, free):
         waiting_since = max(job.created_at, job.not_before or 0.0)
         if job.status is JobStatus.QUEUED and now - waiting_since > grace_s:
             dispatch(job)
@@ -119,12 +120,11 @@ def _expire_queued(model_id: str, store: RedisJobStore, clock: SystemClock) -> i
     # Queued ids are scored by creation time, so the oldest come first.
     now = clock.now()
     expired = 0
-    for job in store.get_many(store.redis.zrange(f"mes:queued:m:{model_id}", 0, 199)):
+    for job in store.queued_for_model(model_id, 200):
         if job.status is JobStatus.QUEUED and now >= job.deadline_at:
             try:
-                store.save(job.evolve(status=JobStatus.EXPIRED, finished_at=now, error={
-                    "code": "expired", "details": {},
-                    "message": "the deadline passed before the job could start"}))
+                store.save(job.evolve(status=JobStatus.EXPIRED, finished_at=now,
+                                      error=JobExpired().to_dict()))
                 expired += 1
             except StaleJob:
                 pass

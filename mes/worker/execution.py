@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from mes import repair
+from mes.structured import repair
 from mes.backends.ollama import Completion, OllamaClient
 from mes.clock import SystemClock
 from mes.errors import JobTimeout

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from mes.errors import MESError
-from mes.heartbeat import count_workers
+from mes.store.health import breaker_state, count_workers
 from mes.registry import ModelRegistry
 
 
-def check_ready(redis, backend, registry: ModelRegistry, breaker=None,
+def check_ready(redis, backend, registry: ModelRegistry, backend_name: str | None = None,
                 now: float = 0.0) -> dict[str, Any]:
     """Return the /ready report; `ready` is true only if every part is up."""
     report: dict[str, Any] = {}
@@ -27,8 +27,8 @@ def check_ready(redis, backend, registry: ModelRegistry, breaker=None,
         report["backend"] = "ok"
     except MESError as exc:
         report["backend"] = f"down: {exc.message}"
-    if breaker is not None and report["redis"] == "ok":
-        report["breaker"] = breaker.state(now)
+    if backend_name is not None and report["redis"] == "ok":
+        report["breaker"] = breaker_state(redis, backend_name, now)
         if report["breaker"]["state"] == "open" and report["backend"] == "ok":
             # The backend answers /api/version but jobs keep failing against it.
             report["backend"] = "degraded: circuit breaker open"

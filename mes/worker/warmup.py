@@ -8,9 +8,9 @@ from mes.backends.ollama import OllamaClient
 from mes.clock import SystemClock
 from mes.errors import MESError
 from mes.registry import ModelSpec
-from mes.residency import Residency
+from mes.worker.residency import Residency
 
-log = logging.getLogger("mes.warmup")
+log = logging.getLogger("mes.worker.warmup")
 
 
 def warm_model(spec: ModelSpec, *, backend: OllamaClient, clock: SystemClock,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 
 from mes.errors import BackendServerError, BackendTimeout, BackendUnavailable, MESError
+from mes.store import names
+from mes.store.health import breaker_state
 
 TRIPPING = (BackendUnavailable, BackendTimeout, BackendServerError)
 
@@ -34,7 +36,8 @@ class CircuitBreaker:
 
     def __init__(self, redis, name: str, *, threshold: int, cooldown_s: float):
         self._redis = redis
-        self.key = f"mes:breaker:{name}"
+        self.name = name
+        self.key = names.breaker(name)
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self._fail = redis.register_script(_FAIL)
@@ -48,6 +51,10 @@ class CircuitBreaker:
             failures, open_until = self._redis.hmget(self.key, "failures", "open_until")
             self._cached = (now, int(failures or 0), float(open_until or 0))
         return self._cached[1], self._cached[2]
+
+    def observe(self, failures: int, open_until: float) -> None:
+        """Take a state read elsewhere (the claim script reads it in passing) as fresh."""
+        self._cached = (time.monotonic(), failures, open_until)
 
     def wait_s(self, now: float) -> float:
         """Return how long calls must wait (0 when the breaker lets them through)."""
@@ -66,7 +73,4 @@ class CircuitBreaker:
 
     def state(self, now: float) -> dict:
         """Describe the breaker for /ready and /v1/status."""
-        failures, open_until = self._redis.hmget(self.key, "failures", "open_until")
-        is_open = bool(open_until) and float(open_until) > now
-        return {"state": "open" if is_open else "closed", "failures": int(failures or 0),
-                "retry_in_s": round(float(open_until) - now, 1) if is_open else 0}
+        return breaker_state(self._redis, self.name, now)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mes import structured
+from mes.structured import formats as structured
 from mes.backends.ollama import Completion
 from mes.errors import OutputInvalid
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mes.registry import ModelRegistry
-from mes.store import RedisJobStore
+from mes.store.jobs import RedisJobStore
 
 
 def model_states(registry: ModelRegistry, store: RedisJobStore, loaded: set[str] | None,

@@ -1,0 +1,95 @@
+"""Name every Redis key and channel MES uses; no other module spells a `mes:*` name.
+
+One place makes the keyspace readable at a glance, keeps two modules from drifting apart
+on a format, and lets a test check that nothing else writes a key by hand.
+"""
+
+from __future__ import annotations
+
+PREFIX = "mes"
+
+# Channels.
+FINAL_CHANNEL = "mes:events:final"       # a job id, published when it becomes final
+CANCEL_CHANNEL = "mes:events:cancel"     # a job id, published when a running job is cancelled
+
+# Service-wide hashes.
+COUNTERS = "mes:counters"                # jobs_submitted, jobs_<final state>
+METRICS_PREFIX = "mes:metrics"           # histograms, tokens, backend errors, jobs by model
+METRICS_JOBS = "mes:metrics:jobs"        # "<model>|<final state>" -> count
+LAST_USED = "mes:models:last_used"       # model -> when it last served a job
+API_KEYS = "mes:apikeys"                 # key name -> record
+API_KEYS_LIVE = "mes:apikeys:live"       # sha256(secret) -> {name, scopes}
+RATE_LIMIT_PREFIX = "mes:ratelimit"      # Flask-Limiter's own keys start here
+
+
+def job(job_id: str) -> str:
+    """Return the hash of one job record."""
+    return f"mes:job:{job_id}"
+
+
+def queued_in_queue(queue: str) -> str:
+    """Return the zset of a family queue's queued job ids, scored by creation (ms)."""
+    return f"mes:queued:q:{queue}"
+
+
+def queued_for_model(model_id: str) -> str:
+    """Return the zset of a model's queued job ids, scored by creation (ms)."""
+    return f"mes:queued:m:{model_id}"
+
+
+def running(model_id: str) -> str:
+    """Return the set of a model's running job ids."""
+    return f"mes:running:{model_id}"
+
+
+def owner_jobs(owner: str) -> str:
+    """Return the zset of an API key's job ids, scored by creation (ms)."""
+    return f"mes:owner:{owner}:jobs"
+
+
+OWNER_JOBS_PATTERN = "mes:owner:*:jobs"
+
+
+def done_times(model_id: str) -> str:
+    """Return the list of a model's recent completion times."""
+    return f"mes:done:{model_id}"
+
+
+def cancel_flag(job_id: str) -> str:
+    """Return the flag that asks a running job's worker to stop."""
+    return f"mes:cancel:{job_id}"
+
+
+def idempotency(owner: str, key: str) -> str:
+    """Return the binding of an owner's Idempotency-Key to (body hash, job id)."""
+    return f"mes:idem:{owner}:{key}"
+
+
+def lease(job_id: str) -> str:
+    """Return the key a worker holds while it runs the job."""
+    return f"mes:lease:{job_id}"
+
+
+def slots(model_id: str) -> str:
+    """Return the zset of a model's concurrency slot holders, scored by expiry (ms)."""
+    return f"mes:slots:{model_id}"
+
+
+def workers(queue: str) -> str:
+    """Return the zset of live workers consuming a queue, scored by heartbeat expiry (s)."""
+    return f"mes:workers:{queue}"
+
+
+def breaker(backend: str) -> str:
+    """Return the hash of a backend's circuit breaker."""
+    return f"mes:breaker:{backend}"
+
+
+def resident(backend: str) -> str:
+    """Return the zset of models MES let a backend load, scored by when."""
+    return f"mes:resident:{backend}"
+
+
+def residency_lock(backend: str) -> str:
+    """Return the lock under which a backend's residency is decided."""
+    return f"mes:residency:{backend}:lock"

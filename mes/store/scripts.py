@@ -1,0 +1,130 @@
+"""Hold the store's Lua scripts: each does a whole step of a job's life in one round trip.
+
+They assume one Redis (not a cluster): some keys they touch are passed in ARGV or are fixed.
+"""
+
+# Save a job if nobody changed it since we read it, and keep the indexes in step.
+# KEYS[1] job hash, KEYS[2] queued zset of its queue, KEYS[3] queued zset of its model,
+# KEYS[4] running set of its model, KEYS[5] owner's job index (zset), KEYS[6] counters hash,
+# KEYS[7] final states per model (hash), KEYS[8] Idempotency-Key binding, KEYS[9] model's
+# slot holders (zset)
+# ARGV[1] version read ("" to create), ARGV[2] new status, ARGV[3] record JSON,
+# ARGV[4] TTL seconds, ARGV[5] job id, ARGV[6] score (created, ms),
+# ARGV[7] channel to publish the id on ("" unless the job became final), ARGV[8] model id,
+# ARGV[9] on create: the model's queue limit ("" for none),
+# ARGV[10] on create: "<body hash>" to bind KEYS[8] to ("" for no key),
+# ARGV[11] a slot to take first: the model's concurrency limit ("" for none),
+# ARGV[12] slot token, ARGV[13] now (ms), ARGV[14] slot TTL (ms),
+# ARGV[15] how many commands follow to run whatever the outcome (releases),
+# ARGV[16] how many commands follow those, to run after a successful save (bookkeeping);
+# ARGV[17...] the commands, each as its word count and then its words; the command
+#          DELIFEQ key value deletes key only if it holds value (a lease release).
+# Returns the new version, or -1 stale, -2 queue at its limit, -3 no free slot, or
+# {-4, binding} when the Idempotency-Key is already bound. Counts only new jobs.
+SAVE = """
+local at = 17
+local function run_some(count)
+  for _ = 1, count do
+    local n = tonumber(ARGV[at])
+    local cmd = {}
+    for i = 1, n do cmd[i] = ARGV[at + i] end
+    at = at + n + 1
+    if cmd[1] == 'DELIFEQ' then
+      if redis.call('GET', cmd[2]) == cmd[3] then redis.call('DEL', cmd[2]) end
+    else
+      redis.call(unpack(cmd))
+    end
+  end
+end
+run_some(tonumber(ARGV[15]))
+local current = redis.call('HGET', KEYS[1], 'version')
+if ARGV[1] == '' then
+  if current then return -1 end
+  if ARGV[10] ~= '' then
+    local bound = redis.call('GET', KEYS[8])
+    if bound then return {-4, bound} end
+  end
+  if ARGV[9] ~= '' and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[9]) then return -2 end
+elseif current ~= ARGV[1] then
+  return -1
+end
+if ARGV[11] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', ARGV[13])
+  if redis.call('ZCARD', KEYS[9]) >= tonumber(ARGV[11]) then return -3 end
+  redis.call('ZADD', KEYS[9], tonumber(ARGV[13]) + tonumber(ARGV[14]), ARGV[12])
+  redis.call('PEXPIRE', KEYS[9], ARGV[14])
+end
+local version = tonumber(current or '0') + 1
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[3], 'version', version)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[2] == 'queued' then
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+else
+  redis.call('ZREM', KEYS[2], ARGV[5])
+  redis.call('ZREM', KEYS[3], ARGV[5])
+end
+if ARGV[2] == 'running' then
+  redis.call('SADD', KEYS[4], ARGV[5])
+else
+  redis.call('SREM', KEYS[4], ARGV[5])
+end
+if ARGV[1] == '' then
+  redis.call('ZADD', KEYS[5], ARGV[6], ARGV[5])
+  redis.call('EXPIRE', KEYS[5], ARGV[4])
+  redis.call('HINCRBY', KEYS[6], 'jobs_submitted', 1)
+  if ARGV[10] ~= '' then
+    redis.call('SET', KEYS[8], ARGV[10] .. ':' .. ARGV[5], 'EX', ARGV[4])
+  end
+end
+if ARGV[7] ~= '' then
+  redis.call('PUBLISH', ARGV[7], ARGV[5])
+  redis.call('HINCRBY', KEYS[6], 'jobs_' .. ARGV[2], 1)
+  redis.call('HINCRBY', KEYS[7], ARGV[8] .. '|' .. ARGV[2], 1)
+end
+run_some(tonumber(ARGV[16]))
+return version
+"""
+
+# Take a job's lease and read the job and its backend's breaker, in one trip.
+# KEYS[1] lease key, KEYS[2] job hash, KEYS[3] breaker hash, KEYS[4] cancel flag
+# ARGV[1] our token, ARGV[2] lease TTL (ms)
+# Returns {leased 0/1, record JSON or false, version or false, lease ms left,
+#          failures or false, open_until or false, cancel flag or false}.
+CLAIM = """
+local leased = 0
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then leased = 1 end
+local job = redis.call('HMGET', KEYS[2], 'data', 'version')
+local breaker = redis.call('HMGET', KEYS[3], 'failures', 'open_until')
+return {leased, job[1], job[2], redis.call('PTTL', KEYS[1]), breaker[1], breaker[2],
+        redis.call('GET', KEYS[4])}
+"""
+
+# Renew only our own lease. KEYS[1] lease key; ARGV[1] our token, ARGV[2] TTL in ms.
+RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Release only our own lease. KEYS[1] lease key; ARGV[1] our token.
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# Push a slot holder's expiry forward if it still holds a slot.
+# KEYS[1] the model's holder zset; ARGV[1] token, ARGV[2] new expiry (ms), ARGV[3] TTL (ms)
+RENEW_SLOT = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  end
+  return 1
+end
+return 0
+"""

@@ -1,0 +1,119 @@
+"""Tell a running job's backend call to stop: at its deadline, or as soon as it is cancelled.
+
+A cancel publishes the job's id (mes.store.jobs.RedisJobStore.request_cancel). One listener
+per worker process hears it and keeps the ids of its own running jobs that were cancelled,
+so a generating job costs no Redis round trip to watch for a cancel. A message can be missed
+while the listener reconnects, so a long job also reads the flag itself, rarely.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from mes.clock import SystemClock
+from mes.jobs import Job
+from mes.store.jobs import RedisJobStore
+from mes.store.names import CANCEL_CHANNEL
+
+log = logging.getLogger(__name__)
+
+FALLBACK_POLL_S = 5.0
+
+
+class CancelListener:
+    """Hear cancels for the jobs this process runs, from one pub/sub connection."""
+
+    def __init__(self, redis_factory: Callable[[], object]):
+        self._redis_factory = redis_factory
+        self._lock = threading.Lock()
+        self._watched: dict[str, bool] = {}
+        self._thread: threading.Thread | None = None
+        self._subscribed = threading.Event()
+        self._closed = False
+
+    def watch(self, job_id: str) -> None:
+        """Start listening for a job's cancel; subscribes on first use."""
+        with self._lock:
+            self._watched[job_id] = False
+            if self._thread is None or not self._thread.is_alive():
+                self._subscribed.clear()
+                self._thread = threading.Thread(target=self._listen, name="mes-cancels",
+                                                daemon=True)
+                self._thread.start()
+        # The first job waits for the subscription; a cancel sent before it is read from
+        # the flag by the claim script instead.
+        self._subscribed.wait(2)
+
+    def unwatch(self, job_id: str) -> None:
+        """Stop listening for a job."""
+        with self._lock:
+            self._watched.pop(job_id, None)
+
+    def cancelled(self, job_id: str) -> bool:
+        """Tell whether a cancel was heard for the job."""
+        return self._watched.get(job_id, False)
+
+    def close(self) -> None:
+        """Stop listening (the thread ends within a second)."""
+        self._closed = True
+
+    def _listen(self) -> None:
+        while not self._closed:
+            pubsub = None
+            try:
+                pubsub = self._redis_factory().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(CANCEL_CHANNEL)
+                self._subscribed.set()
+                while not self._closed:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message["type"] == "message":
+                        data = message["data"]
+                        job_id = data.decode() if isinstance(data, bytes) else data
+                        with self._lock:
+                            if job_id in self._watched:
+                                self._watched[job_id] = True
+            except Exception as exc:  # noqa: BLE001 - Redis restarting; the flag poll covers it
+                log.warning("event=cancel_listener_reconnect error=%s", exc.__class__.__name__)
+                self._subscribed.set()
+                time.sleep(0.5)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:  # noqa: BLE001 - the connection is already gone
+                        pass
+
+
+class StopCheck:
+    """Answer a streaming call's "stop now?" from memory; read the flag only every few seconds."""
+
+    def __init__(self, job: Job, store: RedisJobStore, clock: SystemClock,
+                 listener: CancelListener):
+        self._job = job
+        self._store = store
+        self._clock = clock
+        self._listener = listener
+        self._next_poll = clock.monotonic() + FALLBACK_POLL_S
+        self.reason: str | None = None
+
+    def __call__(self) -> bool:
+        if self._clock.now() >= self._job.deadline_at:
+            self.reason = "deadline"
+            return True
+        if self._listener.cancelled(self._job.id):
+            self.reason = "cancelled"
+            return True
+        now = self._clock.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + FALLBACK_POLL_S
+            try:
+                if self._store.cancel_requested(self._job.id):
+                    self.reason = "cancelled"
+                    return True
+            except Exception as exc:  # noqa: BLE001 - Redis away: keep generating, ask later
+                log.warning("event=cancel_poll_failed job_id=%s error=%s", self._job.id,
+                            exc.__class__.__name__)
+        return False
