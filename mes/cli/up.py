@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mes.cli.common import EXIT_ERROR, Context
+from mes.errors import ConfigError
 from mes.keys import EXAMPLE_KEY
 from mes.registry import ModelRegistry
 from mes.stack import (StackOptions, find_redis_server, free_port, port_is_free, process_table,
@@ -16,9 +19,33 @@ from mes.stack import (StackOptions, find_redis_server, free_port, port_is_free,
 DEV_KEY = EXAMPLE_KEY
 
 
+def add_parser(commands) -> None:
+    """Register `mes up` on `commands`."""
+    up = commands.add_parser("up", help="run the whole service locally (Ctrl-C stops it)")
+    up.add_argument("--simulated", action="store_true",
+                    help="use the simulated engine instead of a real model")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8001)
+    up.add_argument("--web-workers", type=int, default=2)
+    up.add_argument("--engine-port", type=int, default=11434)
+    up.add_argument("--flower-port", type=int, default=5555)
+    up.set_defaults(run=run_up)
+
+
+def run_up(args: argparse.Namespace, context: Context) -> int:
+    """Run the stack the arguments describe; report bad settings on stderr as exit code 2."""
+    options = StackOptions(host=args.host, port=args.port, simulated=args.simulated,
+                           web_workers=args.web_workers, engine_port=args.engine_port,
+                           flower_port=args.flower_port)
+    try:
+        return run_stack(options, dict(context.environ))
+    except ConfigError as exc:
+        context.stderr.write(f"mes: {exc}\n")
+        return EXIT_ERROR
+
+
 def check_stored_keys(settings, *, embedded_redis: bool) -> None:
     """Refuse to start in production when no key could authenticate (settings or Redis)."""
-    from mes.errors import ConfigError
     from mes.store.apikeys import RedisKeyStore, check_keys_exist
     from mes.services import connect_redis
     if embedded_redis and not settings.api_keys:
