@@ -34,7 +34,9 @@ from urllib.parse import quote
 import requests
 from urllib3.exceptions import NewConnectionError
 
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired"})
+from mes.jobs import FINAL_STATES
+
+FINAL_STATUSES = frozenset(status.value for status in FINAL_STATES)
 MAX_LONG_POLL_S = 60  # the API's cap on ?wait=
 MAX_INFERENCE_WAIT_S = 300  # the API's cap on wait_s
 RETRY_STATUSES = frozenset({429, 503})

@@ -12,9 +12,7 @@ from urllib.parse import urlparse
 from mes.errors import ConfigError
 from mes.keys import ApiKey, check_name, is_example_key, parse_api_keys
 
-# Every setting: (field name, env suffix, parser, default). A default of REQUIRED means
-# the variable must be given. Parsers raise ValueError with a message for people.
-REQUIRED = object()
+# Parsers raise ValueError with a message for people; from_env collects them all.
 
 
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:

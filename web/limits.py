@@ -13,23 +13,11 @@ from typing import Any
 from flask import Flask, request
 
 from mes.errors import InvalidRequest, PayloadTooLarge
+from mes.structured.formats import json_depth
 from mes.registry import ModelRegistry
 from mes.settings import Settings
 
 MAX_JSON_DEPTH = 64
-
-
-def json_depth(value: Any) -> int:
-    """Return how deep a parsed JSON value nests, without recursing (a scalar is 1)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
-    return deepest
 
 
 def check_json_body() -> None:

@@ -101,7 +101,7 @@ class ListQuerySchema(Schema):
         unknown = RAISE
 
     status = fields.String(validate=validate.OneOf(
-        ["queued", "running", "succeeded", "failed", "cancelled", "expired"]))
+        [status.value for status in JobStatus]))
     model = fields.String(validate=validate.Length(1, 200))
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
     cursor = fields.Integer(validate=validate.Range(min=0))

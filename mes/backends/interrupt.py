@@ -9,6 +9,7 @@ then fails at once, and Ollama sees the disconnect and stops generating.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Callable
 import urllib3
 from requests.adapters import HTTPAdapter
 
+log = logging.getLogger(__name__)
 _local = threading.local()
 POLL_S = 0.1
 
@@ -51,7 +53,9 @@ class StopWatch:
         """Cut the call if its stop condition holds; tell whether it did."""
         try:
             stop = self._should_stop()
-        except Exception:  # noqa: BLE001 - a failed check must not kill the call
+        except Exception as exc:  # noqa: BLE001 - a failed check must not kill the watcher
+            # The check (mes.worker.stopcheck) handles Redis itself; this is a bug: say so.
+            log.error("event=stop_check_failed error=%s: %s", exc.__class__.__name__, exc)
             stop = False
         if stop:
             with self._lock:

@@ -148,9 +148,10 @@ class RedisJobStore:
                      lease_left_s=max(0.0, int(pttl) / 1000), breaker_failures=int(failures or 0),
                      breaker_open_until=float(open_until or 0), cancel_requested=bool(cancel))
 
-    def residency(self, backend: str, lock_timeout_s: float) -> ResidencyRecords:
+    def residency(self, backend: str, lock_timeout_s: float,
+                  lock_wait_s: float) -> ResidencyRecords:
         """Return the residency record of one backend."""
-        return ResidencyRecords(self.redis, backend, lock_timeout_s)
+        return ResidencyRecords(self.redis, backend, lock_timeout_s, lock_wait_s)
 
     def get(self, job_id: str) -> Job | None:
         """Return the job, or None if it never existed or has expired."""

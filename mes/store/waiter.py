@@ -29,10 +29,18 @@ class FinalWaiter:
         self._subscribed = threading.Event()
         self._stopping = False
 
-    def wait(self, job_id: str, timeout_s: float) -> Job | None:
-        """Return the job once it is final, or as it stands when the timeout runs out."""
+    def wait(self, job_id: str, timeout_s: float,
+             check: Callable[[Job | None], object] | None = None) -> Job | None:
+        """Return the job once it is final, or as it stands when the timeout runs out.
+
+        `check` sees the first read (and may raise, say NotFound), so a caller that must
+        look at the job before waiting on it needs no read of its own.
+        """
         if timeout_s <= 0:
-            return self._store.get(job_id)
+            job = self._store.get(job_id)
+            if check is not None:
+                check(job)
+            return job
         deadline = time.monotonic() + timeout_s
         event = threading.Event()
         self._register(job_id, event)
@@ -40,10 +48,14 @@ class FinalWaiter:
             while True:
                 # Read after subscribing: the job may have finished in between.
                 job = self._store.get(job_id)
+                if check is not None:
+                    check(job)
+                    check = None
                 remaining = deadline - time.monotonic()
                 if job is None or job.status.is_final or remaining <= 0:
                     return job
-                event.wait(remaining)
+                if not event.wait(remaining):
+                    return job  # nothing was published: the job is as last read
                 event.clear()
         finally:
             self._unregister(job_id, event)

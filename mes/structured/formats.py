@@ -27,7 +27,7 @@ def check_format(fmt: Any) -> None:
     if size > MAX_SCHEMA_BYTES:
         raise InvalidSchema(f"the schema is {size} bytes; the limit is {MAX_SCHEMA_BYTES}",
                             {"limit_bytes": MAX_SCHEMA_BYTES})
-    depth = _depth(fmt)
+    depth = json_depth(fmt)
     if depth > MAX_SCHEMA_DEPTH:
         raise InvalidSchema(f"the schema nests {depth} levels; the limit is {MAX_SCHEMA_DEPTH}",
                             {"limit_depth": MAX_SCHEMA_DEPTH})
@@ -38,12 +38,17 @@ def check_format(fmt: Any) -> None:
                             {"path": "/".join(str(p) for p in exc.absolute_path)}) from None
 
 
-def _depth(node: Any, level: int = 1) -> int:
-    if isinstance(node, dict):
-        return max([level] + [_depth(v, level + 1) for v in node.values()])
-    if isinstance(node, list):
-        return max([level] + [_depth(v, level + 1) for v in node])
-    return level
+def json_depth(value: Any) -> int:
+    """Return how deep a parsed JSON value nests, without recursing (a scalar is 1)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
 
 
 def prompt_instructions(fmt: Any) -> str:

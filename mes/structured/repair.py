@@ -10,7 +10,6 @@ validation errors. Usage and timings add up over all attempts; nothing is thrown
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -110,8 +109,3 @@ def summed(completions: list[Completion], final: Completion) -> Completion:
         load_duration=sum(c.load_duration for c in completions),
         prompt_eval_duration=sum(c.prompt_eval_duration for c in completions),
         eval_duration=sum(c.eval_duration for c in completions))
-
-
-def describe(value: Any) -> str:
-    """Render JSON compactly for logs and details."""
-    return json.dumps(value, separators=(",", ":"))[:200]

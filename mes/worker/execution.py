@@ -14,7 +14,7 @@ from mes.registry import ModelSpec
 NS_PER_MS = 1_000_000
 
 
-def execute(job: Job, spec: ModelSpec, backend: OllamaClient, clock: SystemClock,
+def call_backend(job: Job, spec: ModelSpec, backend: OllamaClient, clock: SystemClock,
              should_stop: Callable[[], bool]) -> dict:
     """Call the backend for the job's kind and shape the result."""
     if job.kind is JobKind.LOAD:

@@ -35,11 +35,11 @@ class Residency:
     """Admit models onto a backend under the loaded-models cap."""
 
     def __init__(self, store: RedisJobStore, backend: OllamaClient, backend_name: str,
-                 max_loaded: int, lock_timeout_s: float = 30):
+                 max_loaded: int, lock_timeout_s: float = 30, lock_wait_s: float = 10):
         self._store = store
         self._backend = backend
         self.max_loaded = max_loaded
-        self._records = store.residency(backend_name, lock_timeout_s)
+        self._records = store.residency(backend_name, lock_timeout_s, lock_wait_s)
 
     def admit(self, model_id: str, now: float) -> Admission:
         """Make room for a model if needed; refuse only if every loaded model is busy.

@@ -25,7 +25,7 @@ from mes.services import Services, connect_redis
 from mes.store.jobs import Effects, RedisJobStore, SlotBusy, SlotClaim, StaleJob
 from mes.store.metrics import MetricsRecorder
 from mes.worker.breaker import CircuitBreaker
-from mes.worker.execution import execute
+from mes.worker.execution import call_backend
 from mes.worker.lease import Holdings
 from mes.worker.renewer import Renewer
 from mes.worker.residency import Residency
@@ -162,7 +162,7 @@ class JobRunner:
     def _execute(self, job: Job, spec: ModelSpec, held: Holdings) -> RunOutcome:
         stop = StopCheck(job, self.store, self.clock, self.cancels)
         try:
-            result = execute(job, spec, self.backend, self.clock, stop)
+            result = call_backend(job, spec, self.backend, self.clock, stop)
         except JobCancelled:
             if stop.reason == "cancelled":
                 # The cancel already saved the job as cancelled; report what is stored.

@@ -10,7 +10,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from mes.worker.slots import slots_in_use
+from mes.store.leases import LeaseStore
 from tests.procs import wait_until
 from tests.stack import ALICE, PrivateStack
 
@@ -65,10 +65,10 @@ def test_slot_of_a_killed_worker_comes_back_within_the_lease_ttl(stack, tmp_path
     start(stack, workers=(("w1", 2),), beat=True)  # beat's reaper re-sends the killed jobs
     client = redis_lib.Redis.from_url(stack.redis_url)
     ids = stack.submit(4, prefix="slot")
-    wait_until(lambda: slots_in_use(client, "smollm2:135m") == 2, 30, "two slots held")
+    wait_until(lambda: LeaseStore(client).slots_in_use("smollm2:135m") == 2, 30, "two slots held")
     stack.procs[0].stop(signal.SIGKILL)
     killed = time.monotonic()
-    wait_until(lambda: slots_in_use(client, "smollm2:135m") == 0, 10, "slots freed")
+    wait_until(lambda: LeaseStore(client).slots_in_use("smollm2:135m") == 0, 10, "slots freed")
     freed_s = round(time.monotonic() - killed, 2)
     print(f"\nPOLICY slot_after_kill: lease_ttl_s=3 slots_free_after_s={freed_s}")
     stack.start_worker("w2", concurrency=2, queue="mes.small")

@@ -53,7 +53,10 @@ def _submit(body: dict) -> tuple[Job, bool]:
 
 
 def _owned(job_id: str) -> Job:
-    job = ctx().services.store.get(job_id)
+    return _check_owned(ctx().services.store.get(job_id), job_id)
+
+
+def _check_owned(job: Job | None, job_id: str) -> Job:
     key = current_key()
     # Another key's job is reported exactly like a missing one.
     if job is None or (job.owner != key.name and not key.is_admin):
@@ -74,9 +77,8 @@ def create_job():
 def get_job(job_id: str):
     """Return a job, waiting up to ?wait= seconds for it to become final."""
     wait = WaitQuerySchema().load(request.args)["wait"]
-    job = _owned(job_id)
-    if wait > 0 and not job.status.is_final:
-        job = ctx().waiter.wait(job_id, wait) or job
+    # One read: the waiter's first read is the ownership check.
+    job = ctx().waiter.wait(job_id, wait, check=lambda found: _check_owned(found, job_id))
     return job_response(job, 200)
 
 
