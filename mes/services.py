@@ -17,10 +17,15 @@ from mes.settings import Settings
 from mes.store.jobs import RedisJobStore
 
 
-def connect_redis(url: str) -> redis_lib.Redis:
-    """Open a Redis client that reconnects by itself after a restart."""
+def connect_redis(url: str, *, single_connection: bool = False) -> redis_lib.Redis:
+    """Open a Redis client that reconnects by itself after a restart.
+
+    `single_connection` pins the client to one connection, for blocking reads that another
+    connection must be able to interrupt by client id.
+    """
     return redis_lib.Redis.from_url(
         url, decode_responses=True, health_check_interval=25, socket_keepalive=True,
+        single_connection_client=single_connection,
         socket_connect_timeout=5,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
         retry_on_error=[redis_lib.ConnectionError, redis_lib.TimeoutError])

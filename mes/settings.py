@@ -156,6 +156,8 @@ class Settings:
     rate_limits: tuple[tuple[str, str], ...] = (("default", DEFAULT_RATE_LIMIT),)
     max_prompt_chars: int = 200_000
     max_messages: int = 1000
+    # Seconds between `: ping` comments on an idle event stream, so proxies keep it open.
+    stream_heartbeat_s: float = 15.0
 
     def rate_limit_for(self, key_name: str, *, admin: bool = False) -> str:
         """Return a key's rate limit, or 'unlimited'.
@@ -258,4 +260,5 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("rate_limits", "RATE_LIMITS", _rate_limits),
     ("max_prompt_chars", "MAX_PROMPT_CHARS", _int(1, 10_000_000)),
     ("max_messages", "MAX_MESSAGES", _int(1, 1000)),
+    ("stream_heartbeat_s", "STREAM_HEARTBEAT_S", _float(0.1, 300)),
 ]

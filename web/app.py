@@ -15,14 +15,23 @@ from mes.logs import configure_logging
 from mes.services import Services, connect_redis
 from mes.settings import Settings
 from mes.intake.submit import Dispatcher
+from mes.intake.streams import StreamHub
+from mes.store.events import EventLog
 from mes.store.waiter import FinalWaiter
 from web import auth, errors, limits, openapi, ratelimit
 from web.context import WebContext
 from web.dispatch import CeleryDispatcher
-from web.views import jobs, models, service, status
+from web.views import events, jobs, models, service, status
 
 
 access_log = logging.getLogger("mes.web.access")
+
+
+def _reader_log(services: Services, own_redis: bool):
+    """Return how the stream hub opens its reader: a connection of its own, pinned by id."""
+    if own_redis:
+        return lambda: EventLog(connect_redis(services.settings.redis_url, single_connection=True))
+    return lambda: EventLog(services.redis)
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None,
@@ -32,6 +41,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if services is None:
         # Built for a real server (gunicorn): own the process's logging.
         configure_logging(settings.log_level, settings.log_format)
+    own_redis = services is None  # tests pass their own (fake) Redis in Services
     services = services or Services.from_settings(settings)
     app = Flask("mes")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -44,6 +54,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         keyring=KeyRing(settings.api_keys, keystore),
         dispatcher=dispatcher or CeleryDispatcher.from_settings(settings),
         waiter=FinalWaiter(services.store, lambda: connect_redis(settings.redis_url)),
+        hub=StreamHub(_reader_log(services, own_redis), control=services.store.events),
     )
     if not settings.api_keys:
         logging.getLogger("mes.web").warning(
@@ -72,7 +83,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)})
         return response
 
-    for module in (jobs, models, service, status):
+    for module in (jobs, events, models, service, status):
         app.register_blueprint(module.bp)
     openapi.init_app(app)
     return app

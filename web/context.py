@@ -10,6 +10,7 @@ from flask import current_app
 from mes.keys import KeyRing
 from mes.services import Services
 from mes.intake.submit import Dispatcher
+from mes.intake.streams import StreamHub
 from mes.store.waiter import FinalWaiter
 
 
@@ -21,6 +22,7 @@ class WebContext:
     keyring: KeyRing
     dispatcher: Dispatcher
     waiter: FinalWaiter
+    hub: StreamHub
     metrics: Any = None  # the Prometheus registry, built on the first scrape
 
 

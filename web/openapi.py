@@ -70,6 +70,7 @@ MODEL_PATH = {"model_id": "The model's id; it may contain `:` and `/`."}
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 HTML = {"text/html": {"schema": {"type": "string"}}}
 ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
+SSE = {"text/event-stream": {"schema": {"type": "string"}}}
 
 OPERATIONS: dict[str, Operation] = {
     "service.health": Operation({200: ("Alive.", schemas.HealthSchema)}),
@@ -92,11 +93,19 @@ OPERATIONS: dict[str, Operation] = {
     "jobs.delete_job": Operation({200: ("The cancelled job.", schemas.JobSchema)},
                                  errors=(403, 404, 409), location=(200,), path_words=JOB_PATH),
     "jobs.inference": Operation(
-        {200: ("The job, final (whatever its status).", schemas.JobSchema),
+        {200: ("The job, final (whatever its status); with `\"stream\": true`, its event "
+               "stream (text/event-stream) as `GET /v1/jobs/{job_id}/events` gives it.",
+               schemas.JobSchema),
          202: ("`wait_s` ran out first: the job as it stands; poll `Location`.",
                schemas.JobSchema)},
         errors=(400, 403, 413, 422, 503), body=schemas.InferenceRequestSchema, idempotent=True,
         location=(200, 202), makes_job=True),
+    "events.job_events": Operation(
+        {200: ("The job's events as Server-Sent Events: `status`, `token` (`{\"text\"}`), "
+               "`restart` (drop the text so far) and a last `done` whose data is the final "
+               "job. Each has a stable `id:`; `: ping` comments keep an idle stream open.",
+               SSE)},
+        errors=(400, 403, 404), query=schemas.EventsQuerySchema, path_words=JOB_PATH),
     "models.list_models": Operation({200: ("Every model with its live state.",
                                            schemas.ModelListSchema)}),
     "models.get_model": Operation({200: ("The model.", schemas.ModelSchema)}, errors=(400,),

@@ -83,6 +83,19 @@ class InferenceRequestSchema(JobRequestSchema):
     """Validate the body of POST /v1/inference."""
 
     wait_s = fields.Integer(validate=validate.Range(0, 300), strict=True)
+    stream = fields.Boolean(load_default=False, metadata={
+        "description": "Answer with the job's event stream (text/event-stream) instead."})
+
+
+class EventsQuerySchema(Schema):
+    """Validate ?after= on GET /v1/jobs/{id}/events (the Last-Event-ID header wins)."""
+
+    class Meta:
+        unknown = RAISE
+
+    after = fields.String(metadata={
+        "description": "Resume after this event id; the `Last-Event-ID` header does the same "
+                       "and wins when both are given."})
 
 
 class WaitQuerySchema(Schema):

@@ -101,23 +101,26 @@ class OllamaClient:
     def generate(self, model: str, prompt: str, *, system: str | None = None,
                  options: dict | None = None, format: Any = None, keep_alive: Any = None,
                  should_stop: Callable[[], bool] | None = None, read_timeout_s: float | None = None,
-                 request_id: str | None = None) -> Completion:
-        """Run /api/generate as a stream and return the whole completion."""
+                 request_id: str | None = None,
+                 on_text: Callable[[str], None] | None = None) -> Completion:
+        """Run /api/generate as a stream and return the whole completion; `on_text` sees each piece."""
         body = _body(model, options, format, keep_alive)
         body["prompt"] = prompt
         if system:
             body["system"] = system
         return self._stream("/api/generate", body, "response", should_stop, read_timeout_s,
-                            request_id)
+                            request_id, on_text)
 
     def chat(self, model: str, messages: list[dict[str, Any]], *, options: dict | None = None,
              format: Any = None, keep_alive: Any = None,
              should_stop: Callable[[], bool] | None = None, read_timeout_s: float | None = None,
-             request_id: str | None = None) -> Completion:
-        """Run /api/chat as a stream and return the whole assistant message."""
+             request_id: str | None = None,
+             on_text: Callable[[str], None] | None = None) -> Completion:
+        """Run /api/chat as a stream and return the whole assistant message; `on_text` sees each piece."""
         body = _body(model, options, format, keep_alive)
         body["messages"] = messages
-        return self._stream("/api/chat", body, "message", should_stop, read_timeout_s, request_id)
+        return self._stream("/api/chat", body, "message", should_stop, read_timeout_s, request_id,
+                            on_text)
 
     def load(self, model: str, keep_alive: Any, *, options: dict | None = None) -> Completion:
         """Load a model into memory (an empty prompt) and hold it for keep_alive."""
@@ -131,14 +134,15 @@ class OllamaClient:
                                       {"model": model, "keep_alive": 0, "stream": False}), "")
 
     def _stream(self, path: str, body: dict, field: str, should_stop: Callable[[], bool] | None,
-                read_timeout_s: float | None, request_id: str | None) -> Completion:
+                read_timeout_s: float | None, request_id: str | None,
+                on_text: Callable[[str], None] | None = None) -> Completion:
         body["stream"] = True
         if should_stop is None:
-            return self._read_stream(path, body, field, read_timeout_s, request_id)
+            return self._read_stream(path, body, field, read_timeout_s, request_id, on_text)
         watch = StopWatch(should_stop, self._watcher)
         try:
             with watch:
-                return self._read_stream(path, body, field, read_timeout_s, request_id)
+                return self._read_stream(path, body, field, read_timeout_s, request_id, on_text)
         except BackendError:
             if watch.stopped:
                 # We cut the connection ourselves, which is what stops Ollama generating.
@@ -146,7 +150,8 @@ class OllamaClient:
             raise
 
     def _read_stream(self, path: str, body: dict, field: str, read_timeout_s: float | None,
-                     request_id: str | None) -> Completion:
+                     request_id: str | None,
+                     on_text: Callable[[str], None] | None = None) -> Completion:
         response = self._request("POST", path, body=body, stream=True,
                                  read_timeout_s=read_timeout_s, request_id=request_id)
         parts: list[str] = []
@@ -163,6 +168,8 @@ class OllamaClient:
                     piece = piece.get("content")
                 if piece:
                     parts.append(piece)
+                    if on_text is not None:
+                        on_text(piece)
                 if chunk.get("done"):
                     final = chunk
         finally:

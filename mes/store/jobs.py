@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 
 from mes.jobs import Job, JobStatus
 from mes.store import names, scripts
+from mes.store.events import EVENTS_CAP, EventLog
 from mes.store.leases import LeaseStore
 from mes.store.residency import ResidencyRecords
 from mes.store.names import FINAL_CHANNEL  # noqa: F401 - the waiter and tests listen on it
@@ -83,16 +84,18 @@ class RedisJobStore:
         self._save = redis.register_script(scripts.SAVE)
         self._claim = redis.register_script(scripts.CLAIM)
         self.leases = LeaseStore(redis)
+        self.events = EventLog(redis)
 
     def _keys(self, job: Job) -> list[str]:
         return [names.job(job.id), names.queued_in_queue(job.queue),
                 names.queued_for_model(job.model), names.running(job.model),
                 names.owner_jobs(job.owner), names.COUNTERS, names.METRICS_JOBS,
-                names.idempotency(job.owner, ""), names.slots(job.model)]
+                names.idempotency(job.owner, ""), names.slots(job.model),
+                names.job_events(job.id)]
 
     def _write(self, job: Job, expected: str, *, queue_limit: int | None = None,
                idempotency: tuple[str, str] | None = None, slot: SlotClaim | None = None,
-               effects: Effects | None = None) -> Job:
+               effects: Effects | None = None, restart: bool = False) -> Job:
         keys = self._keys(job)
         if idempotency is not None:
             keys[7] = names.idempotency(job.owner, idempotency[0])
@@ -104,6 +107,7 @@ class RedisJobStore:
             "" if idempotency is None else idempotency[1],
             "" if slot is None else slot.limit, slot.token if slot else "",
             slot.now_ms if slot else 0, slot.ttl_ms if slot else 0,
+            EVENTS_CAP, "1" if restart else "", job.attempts, (job.error or {}).get("code", ""),
             len(effects.always), len(effects.on_saved)]
         for command in [*effects.always, *effects.on_saved]:
             args.append(len(command))
@@ -130,13 +134,14 @@ class RedisJobStore:
         """
         return self._write(job, "", queue_limit=queue_limit, idempotency=idempotency)
 
-    def save(self, job: Job, *, slot: SlotClaim | None = None,
-             effects: Effects | None = None) -> Job:
+    def save(self, job: Job, *, slot: SlotClaim | None = None, effects: Effects | None = None,
+             restart: bool = False) -> Job:
         """Save a changed job read at `job.version`; raise StaleJob if it changed meanwhile.
 
         With `slot`, take one of the model's slots in the same step (SlotBusy if none is free).
+        With `restart`, the event log first tells readers to drop the text streamed so far.
         """
-        return self._write(job, str(job.version), slot=slot, effects=effects)
+        return self._write(job, str(job.version), slot=slot, effects=effects, restart=restart)
 
     def claim(self, job_id: str, token: str, ttl_s: float, breaker: str) -> Claim:
         """Take a job's lease if free, and read the job, its cancel flag and the breaker."""

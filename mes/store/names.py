@@ -27,6 +27,11 @@ def job(job_id: str) -> str:
     return f"mes:job:{job_id}"
 
 
+def job_events(job_id: str) -> str:
+    """Return the stream of a job's events: its state changes and the text it generates."""
+    return f"mes:job:{job_id}:events"
+
+
 def queued_in_queue(queue: str) -> str:
     """Return the zset of a family queue's queued job ids, scored by creation (ms)."""
     return f"mes:queued:q:{queue}"

@@ -3,11 +3,12 @@
 They assume one Redis (not a cluster): some keys they touch are passed in ARGV or are fixed.
 """
 
-# Save a job if nobody changed it since we read it, and keep the indexes in step.
+# Save a job if nobody changed it since we read it, keep the indexes in step, and log the
+# state change in the job's event stream.
 # KEYS[1] job hash, KEYS[2] queued zset of its queue, KEYS[3] queued zset of its model,
 # KEYS[4] running set of its model, KEYS[5] owner's job index (zset), KEYS[6] counters hash,
 # KEYS[7] final states per model (hash), KEYS[8] Idempotency-Key binding, KEYS[9] model's
-# slot holders (zset)
+# slot holders (zset), KEYS[10] the job's event stream
 # ARGV[1] version read ("" to create), ARGV[2] new status, ARGV[3] record JSON,
 # ARGV[4] TTL seconds, ARGV[5] job id, ARGV[6] score (created, ms),
 # ARGV[7] channel to publish the id on ("" unless the job became final), ARGV[8] model id,
@@ -15,14 +16,17 @@ They assume one Redis (not a cluster): some keys they touch are passed in ARGV o
 # ARGV[10] on create: "<body hash>" to bind KEYS[8] to ("" for no key),
 # ARGV[11] a slot to take first: the model's concurrency limit ("" for none),
 # ARGV[12] slot token, ARGV[13] now (ms), ARGV[14] slot TTL (ms),
-# ARGV[15] how many commands follow to run whatever the outcome (releases),
-# ARGV[16] how many commands follow those, to run after a successful save (bookkeeping);
-# ARGV[17...] the commands, each as its word count and then its words; the command
-#          DELIFEQ key value deletes key only if it holds value (a lease release).
+# ARGV[15] the event stream's length cap ("" to log nothing), ARGV[16] "1" to log a restart
+# first (a new attempt after one that may have streamed text), ARGV[17] the attempt number,
+# ARGV[18] the error code the state carries ("" for none),
+# ARGV[19] how many commands follow to run first, whatever the outcome (the last tokens,
+#          releases), ARGV[20] how many follow those, to run after a successful save
+#          (bookkeeping); ARGV[21...] the commands, each as its word count and its words;
+#          the command DELIFEQ key value deletes key only if it holds value (a lease release).
 # Returns the new version, or -1 stale, -2 queue at its limit, -3 no free slot, or
 # {-4, binding} when the Idempotency-Key is already bound. Counts only new jobs.
 SAVE = """
-local at = 17
+local at = 21
 local function run_some(count)
   for _ = 1, count do
     local n = tonumber(ARGV[at])
@@ -36,7 +40,7 @@ local function run_some(count)
     end
   end
 end
-run_some(tonumber(ARGV[15]))
+run_some(tonumber(ARGV[19]))
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
   if current then return -1 end
@@ -82,7 +86,26 @@ if ARGV[7] ~= '' then
   redis.call('HINCRBY', KEYS[6], 'jobs_' .. ARGV[2], 1)
   redis.call('HINCRBY', KEYS[7], ARGV[8] .. '|' .. ARGV[2], 1)
 end
-run_some(tonumber(ARGV[16]))
+if ARGV[15] ~= '' then
+  local cap = tonumber(ARGV[15])
+  if ARGV[16] == '1' then
+    redis.call('XADD', KEYS[10], 'MAXLEN', '~', cap, '*', 'type', 'restart',
+               'data', '{"attempt":' .. ARGV[17] .. '}')
+  end
+  local event = '{"status":"' .. ARGV[2] .. '"'
+  if ARGV[17] ~= '' then event = event .. ',"attempt":' .. ARGV[17] end
+  if ARGV[2] == 'queued' then
+    local rank = redis.call('ZRANK', KEYS[2], ARGV[5])
+    if rank then event = event .. ',"position":' .. (rank + 1) end
+  end
+  if ARGV[18] ~= '' then event = event .. ',"error":"' .. ARGV[18] .. '"' end
+  redis.call('XADD', KEYS[10], 'MAXLEN', '~', cap, '*', 'type', 'status', 'data', event .. '}')
+  if ARGV[7] ~= '' then
+    redis.call('XADD', KEYS[10], 'MAXLEN', '~', cap, '*', 'type', 'done', 'data', '{}')
+  end
+  redis.call('EXPIRE', KEYS[10], ARGV[4])
+end
+run_some(tonumber(ARGV[20]))
 return version
 """
 

@@ -15,8 +15,13 @@ NS_PER_MS = 1_000_000
 
 
 def call_backend(job: Job, spec: ModelSpec, backend: OllamaClient, clock: SystemClock,
-             should_stop: Callable[[], bool]) -> dict:
-    """Call the backend for the job's kind and shape the result."""
+                 should_stop: Callable[[], bool], on_text: Callable[[str], None] | None = None,
+                 on_restart: Callable[[str], None] | None = None) -> dict:
+    """Call the backend for the job's kind and shape the result.
+
+    `on_text` sees each piece of generated text as it comes; `on_restart` hears that a new
+    try (a format repair) starts, so the text streamed so far is to be dropped.
+    """
     if job.kind is JobKind.LOAD:
         return shape_result(backend.load(spec.id, spec.keep_alive, options=dict(spec.runner_options)))
     if job.kind is JobKind.UNLOAD:
@@ -28,7 +33,7 @@ def call_backend(job: Job, spec: ModelSpec, backend: OllamaClient, clock: System
     common = dict(options=backend_options(spec, request.get("options") or {}),
                   keep_alive=spec.keep_alive,
                   read_timeout_s=min(backend.read_timeout_s, remaining),
-                  should_stop=should_stop, request_id=job.request_id)
+                  should_stop=should_stop, request_id=job.request_id, on_text=on_text)
     if request.get("format") is None:
         if request.get("messages"):
             completion = backend.chat(spec.id, repair.conversation(request), **common)
@@ -37,7 +42,13 @@ def call_backend(job: Job, spec: ModelSpec, backend: OllamaClient, clock: System
                                           system=request.get("system"), **common)
         return shape_result(completion)
 
+    tries = 0
+
     def call(messages, fmt):
+        nonlocal tries
+        tries += 1
+        if tries > 1 and on_restart is not None:
+            on_restart("format_repair")
         # Each attempt gets what is left of the deadline, not a fresh timeout.
         left = job.deadline_at - clock.now()
         if left <= 0:

@@ -40,6 +40,7 @@ class Holdings:
         self.slot_model: str | None = None
         self._handles: list[int] = []
         self.released = False
+        self.tokens = None  # the run's TokenWriter, once it generates
 
     def lease_taken(self) -> None:
         """Start renewing the lease the claim script took."""
@@ -53,9 +54,13 @@ class Holdings:
             lambda: self._leases.renew_slot(model_id, self.slot_token, self.ttl_ms)))
 
     def release_commands(self) -> list[tuple]:
-        """Return the commands that release everything held, to ride along with the last save."""
-        return release_commands(self.job_id, self.lease_token, self.slot_model,
-                                self.slot_token if self.slot_model else None)
+        """Return the commands that end the run, to ride along with its last save.
+
+        The text not yet written goes first, then the slot and lease are released.
+        """
+        rest = self.tokens.rest_commands() if self.tokens is not None else []
+        return rest + release_commands(self.job_id, self.lease_token, self.slot_model,
+                                       self.slot_token if self.slot_model else None)
 
     def stop_renewing(self) -> None:
         """Stop renewing; the holdings are released (or expire) by themselves."""

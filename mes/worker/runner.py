@@ -30,6 +30,7 @@ from mes.worker.lease import Holdings
 from mes.worker.renewer import Renewer
 from mes.worker.residency import Residency
 from mes.worker.stopcheck import CancelListener, StopCheck
+from mes.worker.tokens import TokenWriter
 
 log = logging.getLogger("mes.jobs")
 
@@ -133,7 +134,9 @@ class JobRunner:
                 job.evolve(status=JobStatus.RUNNING, attempts=job.attempts + 1,
                            started_at=job.started_at or now, error=None),
                 slot=SlotClaim(spec.concurrency_limit, held.slot_token, int(now * 1000),
-                               held.ttl_ms))
+                               held.ttl_ms),
+                # A new attempt after one that ran: readers drop the text it streamed.
+                restart=job.attempts > 0)
         except SlotBusy:
             # Every slot is taken: back to the queue once, no polling for a free one.
             return self._defer(job, backoff_s(1) / 2, "model_busy")
@@ -161,8 +164,11 @@ class JobRunner:
 
     def _execute(self, job: Job, spec: ModelSpec, held: Holdings) -> RunOutcome:
         stop = StopCheck(job, self.store, self.clock, self.cancels)
+        tokens = TokenWriter(self.store.events, job.id, self.clock.monotonic)
+        held.tokens = tokens
         try:
-            result = call_backend(job, spec, self.backend, self.clock, stop)
+            result = call_backend(job, spec, self.backend, self.clock, stop, on_text=tokens,
+                                  on_restart=tokens.restart)
         except JobCancelled:
             if stop.reason == "cancelled":
                 # The cancel already saved the job as cancelled; report what is stored.

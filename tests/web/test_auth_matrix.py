@@ -17,8 +17,11 @@ class Route:
         self.method, self.path, self.scopes, self.body, self.job = method, path, scopes, body, job
 
     def call(self, client, headers, job_id="job_none"):
-        return client.open(self.path.format(job=job_id), method=self.method, json=self.body,
-                           headers=headers)
+        response = client.open(self.path.format(job=job_id), method=self.method,
+                               json=self.body, headers=headers)
+        if response.mimetype == "text/event-stream":
+            response.close()  # an open stream of a queued job never ends by itself
+        return response
 
     def __repr__(self):
         return f"{self.method} {self.path}"
@@ -29,6 +32,7 @@ ROUTES = [
     Route("GET", "/v1/jobs", ("jobs",)),
     Route("GET", "/v1/jobs/{job}", ("jobs", "models"), job=True),
     Route("DELETE", "/v1/jobs/{job}", ("jobs",), job=True),
+    Route("GET", "/v1/jobs/{job}/events", ("jobs", "models"), job=True),
     Route("POST", "/v1/inference", ("jobs",), body={**JOB_BODY, "wait_s": 0}),
     Route("GET", "/v1/models", None),
     Route("GET", "/v1/models/smollm2:135m", None),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request, url_for
 
-from mes.errors import InvalidRequest, NotFound
+from mes.errors import InvalidRequest
 from mes.intake.cancel import cancel_job
 from mes.jobs import Job
 from mes.intake.submit import submit_job
 from web.auth import current_key, require
 from web.context import ctx
+from web.views.events import stream_response
+from web.views.reading import check_owned, job_body, owned
 from web.limits import check_job_request
 from web.promptlog import log_prompt
 from web.schemas import (InferenceRequestSchema, JobRequestSchema, JobSchema, ListQuerySchema,
@@ -26,14 +28,7 @@ def _body(schema) -> dict:
 
 def job_response(job: Job, status: int):
     """Dump a job, with its queue position and a Location header."""
-    c = ctx()
-    positions = {}
-    if job.status.value == "queued":
-        position = c.services.store.queue_position(job)
-        if position is not None:
-            positions[job.id] = position
-    body = JobSchema(positions=positions).dump(job)
-    return body, status, {"Location": url_for("jobs.get_job", job_id=job.id)}
+    return job_body(job), status, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
 def _submit(body: dict) -> tuple[Job, bool]:
@@ -52,18 +47,6 @@ def _submit(body: dict) -> tuple[Job, bool]:
     return job, created
 
 
-def _owned(job_id: str) -> Job:
-    return _check_owned(ctx().services.store.get(job_id), job_id)
-
-
-def _check_owned(job: Job | None, job_id: str) -> Job:
-    key = current_key()
-    # Another key's job is reported exactly like a missing one.
-    if job is None or (job.owner != key.name and not key.is_admin):
-        raise NotFound(f"no job {job_id}")
-    return job
-
-
 @bp.post("/jobs")
 @require("jobs")
 def create_job():
@@ -78,7 +61,7 @@ def get_job(job_id: str):
     """Return a job, waiting up to ?wait= seconds for it to become final."""
     wait = WaitQuerySchema().load(request.args)["wait"]
     # One read: the waiter's first read is the ownership check.
-    job = ctx().waiter.wait(job_id, wait, check=lambda found: _check_owned(found, job_id))
+    job = ctx().waiter.wait(job_id, wait, check=lambda found: check_owned(found, job_id))
     return job_response(job, 200)
 
 
@@ -87,15 +70,21 @@ def get_job(job_id: str):
 def delete_job(job_id: str):
     """Cancel a job: 200 with the cancelled job, 409 if it was already final."""
     s = ctx().services
-    return job_response(cancel_job(_owned(job_id), store=s.store, clock=s.clock), 200)
+    return job_response(cancel_job(owned(job_id), store=s.store, clock=s.clock), 200)
 
 
 @bp.post("/inference")
 @require("jobs")
 def inference():
-    """Queue a job and wait for it: 200 when final, 202 when wait_s runs out first."""
+    """Queue a job and wait for it: 200 when final, 202 when wait_s runs out first.
+
+    With "stream": true, answer with the job's event stream instead.
+    """
     body = _body(InferenceRequestSchema())
     wait_s = body.pop("wait_s", ctx().services.settings.wait_default_s)
+    if body.pop("stream", False):
+        job, _ = _submit(body)
+        return stream_response(job)
     job, _ = _submit(body)
     job = ctx().waiter.wait(job.id, wait_s) or job
     return job_response(job, 200 if job.status.is_final else 202)
