@@ -34,6 +34,7 @@ from urllib.parse import quote
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from mes.client_events import StreamEvent, follow
 from mes.jobs import FINAL_STATES
 
 FINAL_STATUSES = frozenset(status.value for status in FINAL_STATES)
@@ -252,7 +253,8 @@ class MESClient:
 
     def _request(self, method: str, path: str, *, body: dict | None = None,
                  params: dict | None = None, headers: dict | None = None,
-                 idempotent: bool, extra_read_s: float = 0) -> requests.Response:
+                 idempotent: bool, extra_read_s: float = 0,
+                 stream: bool = False) -> requests.Response:
         """Send a request, retrying 429/503 always and connection errors if idempotent."""
         timeout = (self.connect_timeout_s, self.timeout_s + extra_read_s)
         all_headers = {**self._headers, **(headers or {})}
@@ -261,7 +263,7 @@ class MESClient:
             try:
                 response = self.session.request(method, self.base_url + path, json=body,
                                                 params=params, headers=all_headers,
-                                                timeout=timeout)
+                                                timeout=timeout, stream=stream)
             except requests.exceptions.RequestException as exc:
                 # A request that never got a connection cannot have queued a job, so even a
                 # plain POST may go again; after that, only idempotent calls may.
@@ -364,6 +366,33 @@ class MESClient:
         budget = timeout_s if timeout_s is not None else job_wait_budget_s(job)
         return self.wait(job["id"], budget - (self._monotonic() - start))
 
+    def stream(self, model: str, prompt: str | None = None,
+               messages: list[dict[str, Any]] | None = None, *,
+               idempotency_key: str | None = None, **fields: Any) -> Iterator[StreamEvent]:
+        """Submit a job and yield its events as they come (status, token, restart, done).
+
+        A dropped connection is resumed with Last-Event-ID, so no event is lost or repeated.
+        """
+        body = {**_job_body(model, prompt, messages, fields), "stream": True}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return _guarded(follow(lambda: self._open_stream("POST", "/v1/inference", body=body,
+                                                         headers=headers,
+                                                         idempotent=idempotency_key is not None),
+                               self._reopen))
+
+    def stream_job(self, job_id: str, after: str | None = None) -> Iterator[StreamEvent]:
+        """Yield a job's events after the id `after` (from its start by default) until done."""
+        return _guarded(follow(lambda: self._reopen(job_id, after), self._reopen))
+
+    def _reopen(self, job_id: str, last_id: str | None) -> requests.Response:
+        headers = {"Last-Event-ID": last_id} if last_id else None
+        return self._open_stream("GET", f"/v1/jobs/{_quote(job_id)}/events", headers=headers,
+                                 idempotent=True)
+
+    def _open_stream(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Accept": "text/event-stream", **(kwargs.pop("headers", None) or {})}
+        return self._request(method, path, headers=headers, stream=True, **kwargs)
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a job and return it; raise Conflict if it was already final."""
         return self._json("DELETE", f"/v1/jobs/{_quote(job_id)}", idempotent=False)[1]
@@ -398,6 +427,14 @@ class MESClient:
     def status(self) -> dict[str, Any]:
         """Return the service status (admin scope): queues, workers, models, counters."""
         return self._json("GET", "/v1/status", idempotent=True)[1]
+
+
+def _guarded(events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
+    """Raise a stream that could not be kept up as MESConnectionError, like any other call."""
+    try:
+        yield from events
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        raise MESConnectionError(f"the event stream broke off: {exc}") from exc
 
 
 def _job_body(model: str, prompt: str | None, messages: list | None,

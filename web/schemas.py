@@ -85,6 +85,8 @@ class InferenceRequestSchema(JobRequestSchema):
     wait_s = fields.Integer(validate=validate.Range(0, 300), strict=True)
     stream = fields.Boolean(load_default=False, metadata={
         "description": "Answer with the job's event stream (text/event-stream) instead."})
+    cancel_on_disconnect = fields.Boolean(load_default=False, metadata={
+        "description": "With stream: cancel the job if the stream is closed before it ends."})
 
 
 class EventsQuerySchema(Schema):
@@ -96,6 +98,8 @@ class EventsQuerySchema(Schema):
     after = fields.String(metadata={
         "description": "Resume after this event id; the `Last-Event-ID` header does the same "
                        "and wins when both are given."})
+    cancel_on_disconnect = fields.Boolean(load_default=False, metadata={
+        "description": "Cancel the job if this stream is closed before the job is final."})
 
 
 class WaitQuerySchema(Schema):

@@ -27,6 +27,8 @@ def add_parser(commands) -> None:
                         help="a sampling option, e.g. temperature=0.2 (repeatable)")
     submit.add_argument("--metadata", metavar="F", help="a JSON object file echoed back")
     submit.add_argument("--idempotency-key", help="makes the submission safe to repeat")
+    submit.add_argument("--stream", action="store_true",
+                        help="print the text on stdout as it is generated, the outcome on stderr")
     submit.set_defaults(run=partial(run_api, submit_job))
 
 
@@ -42,11 +44,39 @@ def submit_job(args: argparse.Namespace, client, context: Context) -> int:
         fields["options"] = dict(parse_option(text) for text in args.option)
     if args.metadata:
         fields["metadata"] = read_json(args.metadata, "metadata")
+    if args.stream:
+        return stream_job(client.stream(args.model, args.prompt,
+                                        idempotency_key=args.idempotency_key, **fields), context)
     job = client.submit(args.model, args.prompt, idempotency_key=args.idempotency_key, **fields)
     if args.wait:
         job = wait_for_job(client, job, args, context.stderr)
     print_json(job, context.stdout)
     return job_exit(job) if args.wait else EXIT_OK
+
+
+def stream_job(events, context: Context) -> int:
+    """Print a job's text as it streams; say its outcome on stderr and exit by it."""
+    from mes.client_events import DoneEvent, RestartEvent, StatusEvent, TokenEvent
+    out, err = context.stdout, context.stderr
+    job: dict[str, Any] = {}
+    for event in events:
+        if isinstance(event, TokenEvent):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, RestartEvent):
+            # stdout cannot take text back: mark the break and say why on stderr.
+            out.write("\n")
+            err.write(f"mes: the job started over ({event.data}); the text above is void\n")
+        elif isinstance(event, StatusEvent) and event.status == "queued" and "position" in event.data:
+            err.write(f"mes: queued, #{event.data['position']}\n")
+        elif isinstance(event, DoneEvent):
+            job = event.job
+    out.write("\n")
+    out.flush()
+    error = job.get("error") or {}
+    err.write(f"mes: {job.get('id')} {job.get('status')}"
+              + (f": {error.get('code')}: {error.get('message')}" if error else "") + "\n")
+    return job_exit(job)
 
 
 def parse_option(text: str) -> tuple[str, Any]:

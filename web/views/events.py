@@ -23,9 +23,8 @@ bp = Blueprint("events", __name__, url_prefix="/v1")
 RECONNECT_MS = 1000
 
 
-def resume_point() -> str | None:
+def resume_point(query: dict) -> str | None:
     """Return where a stream resumes: Last-Event-ID, else ?after=, else the start."""
-    query = EventsQuerySchema().load(request.args)
     after = request.headers.get("Last-Event-ID") or query.get("after")
     if after is None or after == "":
         return None
@@ -83,5 +82,6 @@ def stream_response(job: Job, after: str | None = None, *, cancel_on_disconnect:
 @require(("jobs", "models"))
 def job_events(job_id: str):
     """Stream a job's events; a final job replays them, then `done`."""
-    after = resume_point()
-    return stream_response(owned(job_id), after)
+    query = EventsQuerySchema().load(request.args)
+    return stream_response(owned(job_id), resume_point(query),
+                           cancel_on_disconnect=query["cancel_on_disconnect"])

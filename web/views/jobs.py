@@ -82,9 +82,10 @@ def inference():
     """
     body = _body(InferenceRequestSchema())
     wait_s = body.pop("wait_s", ctx().services.settings.wait_default_s)
+    cancel_on_disconnect = body.pop("cancel_on_disconnect", False)
     if body.pop("stream", False):
         job, _ = _submit(body)
-        return stream_response(job)
+        return stream_response(job, cancel_on_disconnect=cancel_on_disconnect)
     job, _ = _submit(body)
     job = ctx().waiter.wait(job.id, wait_s) or job
     return job_response(job, 200 if job.status.is_final else 202)
