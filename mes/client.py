@@ -424,6 +424,14 @@ class MESClient:
         """Return one model; ids may contain ':' and '/'."""
         return self._json("GET", f"/v1/models/{quote(model_id, safe=':/')}", idempotent=True)[1]
 
+    def pull(self, model_id: str) -> dict[str, Any]:
+        """Have the backend download a model (models scope); return the queued operation.
+
+        Follow it with get() or wait(): its `progress` holds the bytes and status lines.
+        """
+        return self._json("POST", f"/v1/models/{quote(model_id, safe=':/')}/pull",
+                          idempotent=False)[1]
+
     def status(self) -> dict[str, Any]:
         """Return the service status (admin scope): queues, workers, models, counters."""
         return self._json("GET", "/v1/status", idempotent=True)[1]

@@ -73,11 +73,17 @@ def read_json(path: str, what: str) -> Any:
         raise UsageError(f"cannot read {what} from {path}: {exc}") from exc
 
 
-def api_options() -> argparse.ArgumentParser:
-    """Return the parent parser of --url and --key that every API command takes."""
+def api_options(*, keep_parents: bool = False) -> argparse.ArgumentParser:
+    """Return the parent parser of --url and --key that every API command takes.
+
+    keep_parents: for a sub-command under a command that takes them too, so that an option
+    given before the sub-command's name is not reset by the sub-command's default.
+    """
+    default = argparse.SUPPRESS if keep_parents else None
     api = argparse.ArgumentParser(add_help=False)
-    api.add_argument("--url", help=f"the MES service (default: $MES_URL or {DEFAULT_URL})")
-    api.add_argument("--key", help="the API key (default: $MES_API_KEY)")
+    api.add_argument("--url", default=default,
+                     help=f"the MES service (default: $MES_URL or {DEFAULT_URL})")
+    api.add_argument("--key", default=default, help="the API key (default: $MES_API_KEY)")
     return api
 
 

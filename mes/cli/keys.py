@@ -7,6 +7,7 @@ import time
 from functools import partial
 
 from mes.cli.common import EXIT_OK, Context, UsageError, print_json, run_keys
+from mes.cli.tables import json_option, keys_view, show, wants_table
 
 
 def add_parser(commands) -> None:
@@ -20,7 +21,8 @@ def add_parser(commands) -> None:
     create.add_argument("--name", required=True, help="the key's name; its jobs belong to it")
     create.add_argument("--scopes", required=True, help="comma-separated: jobs, models, admin")
     create.set_defaults(run=partial(run_keys, create_key))
-    key_commands.add_parser("list", parents=[store], help="list keys (never their secrets)"
+    key_commands.add_parser("list", parents=[store, json_option()],
+                            help="list keys (never their secrets)"
                             ).set_defaults(run=partial(run_keys, list_keys))
     revoke = key_commands.add_parser("revoke", parents=[store],
                                      help="revoke a key at once; its name is never reused")
@@ -46,8 +48,12 @@ def create_key(args: argparse.Namespace, keystore, context: Context) -> int:
 
 
 def list_keys(args: argparse.Namespace, keystore, context: Context) -> int:
-    """Print the stored keys, never their secrets."""
-    print_json({"keys": [key.as_dict() for key in keystore.list()]}, context.stdout)
+    """Print the stored keys, never their secrets: a table at a terminal, else JSON."""
+    keys = [key.as_dict() for key in keystore.list()]
+    if wants_table(args, context.stdout):
+        show(keys_view(keys), context.stdout)
+    else:
+        print_json({"keys": keys}, context.stdout)
     return EXIT_OK
 
 
