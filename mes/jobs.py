@@ -45,9 +45,10 @@ PRIORITIES = ("interactive", "batch")
 
 
 class JobKind(str, Enum):
-    """Name what a job does: run inference, or load or unload a model."""
+    """Name what a job does: run inference, embed input, or load or unload a model."""
 
     INFERENCE = "inference"
+    EMBED = "embed"
     LOAD = "load"
     UNLOAD = "unload"
 

@@ -1,6 +1,6 @@
-"""Authenticate API keys on /v1 routes and check scopes.
+"""Authenticate API keys on /v1 and door routes and check scopes.
 
-Every /v1 request is authenticated before anything else runs (the rate limiter keys on the
+Every /v1 (and /openai/v1, /ollama) request is authenticated before anything else runs (the rate limiter keys on the
 result), so an unknown path under /v1 answers 401 to a caller without a key, never 404.
 """
 
@@ -13,7 +13,8 @@ from flask import Flask, current_app, g, request
 from mes.errors import Forbidden, Unauthorized
 from mes.keys import ApiKey
 
-API_PREFIX = "/v1/"
+# Our API and the compatible front doors: every request under them carries a key.
+API_PREFIXES = ("/v1/", "/openai/v1/", "/ollama/")
 
 
 def _presented_secret() -> str:
@@ -38,8 +39,8 @@ def _identify() -> ApiKey:
 
 
 def authenticate() -> None:
-    """Find the key of a /v1 request and keep it in g.api_key; 401 if it has none that works."""
-    if request.path.startswith(API_PREFIX):
+    """Find the key of an API request and keep it in g.api_key; 401 if it has none that works."""
+    if request.path.startswith(API_PREFIXES):
         g.api_key = _identify()
 
 

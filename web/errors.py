@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from typing import Callable
+
+from flask import Flask, Response, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mes.errors import InvalidRequest, MESError, RateLimited, Unauthorized
 from web import ratelimit
+from web.submission import ClientGone
 
 log = logging.getLogger("mes.web")
 
@@ -30,30 +33,53 @@ def error_response(exc: MESError):
     return response
 
 
+Mapper = Callable[[MESError], Response]
+
+
+def mapper_for(path: str, doors: dict[str, Mapper]) -> Mapper:
+    """Return the mapper of the door a path belongs to (our own shape by default)."""
+    for prefix, mapper in doors.items():
+        if path.startswith(prefix):
+            return mapper
+    return error_response
+
+
+def register_door(app: Flask, prefix: str, mapper: Mapper) -> None:
+    """Answer errors of every request under `prefix` in that door's own error shape."""
+    app.extensions.setdefault("mes_error_doors", {})[prefix] = mapper
+
+
 def init_app(app: Flask) -> None:
-    """Register the error handlers."""
+    """Register the error handlers; each error becomes a MESError, then the door's shape."""
+
+    def respond(exc: MESError) -> Response:
+        return mapper_for(request.path, app.extensions.get("mes_error_doors", {}))(exc)
+
+    @app.errorhandler(ClientGone)
+    def handle_client_gone(exc: ClientGone):
+        # Nobody reads this answer; 499 (nginx's "client closed request") marks it in the log.
+        return Response(status=499)
 
     @app.errorhandler(MESError)
     def handle_mes_error(exc: MESError):
-        return error_response(exc)
+        return respond(exc)
 
     @app.errorhandler(ValidationError)
     def handle_validation(exc: ValidationError):
-        return error_response(InvalidRequest("the request failed validation",
-                                             {"fields": exc.normalized_messages()}))
+        return respond(InvalidRequest("the request failed validation",
+                                      {"fields": exc.normalized_messages()}))
 
     @app.errorhandler(RateLimitExceeded)
     def handle_rate_limited(exc: RateLimitExceeded):
-        return error_response(RateLimited(f"the key is over its rate of {exc.description}",
-                                          {"limit": exc.description},
-                                          retry_after_s=ratelimit.retry_after_s()))
+        return respond(RateLimited(f"the key is over its rate of {exc.description}",
+                                   {"limit": exc.description},
+                                   retry_after_s=ratelimit.retry_after_s()))
 
     @app.errorhandler(HTTPException)
     def handle_http(exc: HTTPException):
-        code = _HTTP_CODES.get(exc.code or 500, "http_error")
-        response = jsonify({"error": {"code": code, "message": exc.description or exc.name,
-                                      "details": {}}})
-        response.status_code = exc.code or 500
+        error = HTTPError(exc.description or exc.name, status=exc.code or 500,
+                          code=_HTTP_CODES.get(exc.code or 500, "http_error"))
+        response = respond(error)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response
@@ -61,7 +87,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
         log.exception("event=unhandled_error error=%s", exc.__class__.__name__)
-        response = jsonify({"error": {"code": "internal_error",
-                                      "message": "an unexpected error occurred", "details": {}}})
-        response.status_code = 500
-        return response
+        return respond(MESError("an unexpected error occurred"))
+
+
+class HTTPError(MESError):
+    """Carry a routing or protocol error (404, 405, 415...) through the door mappers."""
+
+    def __init__(self, message: str, *, status: int, code: str):
+        super().__init__(message)
+        self.http_status = status
+        self.code = code

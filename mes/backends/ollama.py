@@ -122,6 +122,19 @@ class OllamaClient:
         return self._stream("/api/chat", body, "message", should_stop, read_timeout_s, request_id,
                             on_text)
 
+    def embed(self, model: str, inputs: list[str], *, options: dict | None = None,
+              keep_alive: Any = None, truncate: bool = True,
+              dimensions: int | None = None) -> dict[str, Any]:
+        """Run /api/embed and return Ollama's answer: embeddings and counts."""
+        body: dict[str, Any] = {"model": model, "input": inputs, "truncate": truncate}
+        if options:
+            body["options"] = options
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        return self._json("POST", "/api/embed", body)
+
     def load(self, model: str, keep_alive: Any, *, options: dict | None = None) -> Completion:
         """Load a model into memory (an empty prompt) and hold it for keep_alive."""
         body = _body(model, options, None, keep_alive)

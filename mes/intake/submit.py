@@ -19,7 +19,8 @@ from mes.structured import formats as structured
 
 log = logging.getLogger("mes.submit")
 
-REQUEST_FIELDS = ("prompt", "messages", "system", "options", "format")
+REQUEST_FIELDS = ("prompt", "messages", "system", "options", "format", "input", "truncate",
+                  "dimensions")
 
 
 class Dispatcher(Protocol):
@@ -62,7 +63,7 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
         raise InvalidRequest(f"timeout_s may be at most {max_timeout_s}",
                              {"fields": {"timeout_s": [f"must be at most {max_timeout_s}"]}})
     now = clock.now()
-    job_id = new_id("job" if kind is JobKind.INFERENCE else "op", now)
+    job_id = new_id("job" if kind in (JobKind.INFERENCE, JobKind.EMBED) else "op", now)
     job = Job(
         id=job_id,
         owner=owner, model=spec.id, queue=spec.queue, kind=kind, status=JobStatus.QUEUED,
@@ -74,7 +75,7 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
     body_hash = None if idempotency_key is None else request_hash({**body, "_kind": kind.value})
     try:
         # One script binds the key, checks the queue limit and saves: no race, one round trip.
-        job = store.create(job, spec.max_queue if kind is JobKind.INFERENCE else None,
+        job = store.create(job, spec.max_queue if kind in (JobKind.INFERENCE, JobKind.EMBED) else None,
                            None if idempotency_key is None else (idempotency_key, body_hash))
     except QueueAtLimit:
         raise queue_full(spec, store) from None

@@ -26,6 +26,11 @@ def call_backend(job: Job, spec: ModelSpec, backend: OllamaClient, clock: System
         return shape_result(backend.load(spec.id, spec.keep_alive, options=dict(spec.runner_options)))
     if job.kind is JobKind.UNLOAD:
         return shape_result(backend.unload(spec.id))
+    if job.kind is JobKind.EMBED:
+        return embed_result(backend.embed(
+            spec.id, list(job.request.get("input") or []), options=dict(spec.runner_options),
+            keep_alive=spec.keep_alive, truncate=job.request.get("truncate", True),
+            dimensions=job.request.get("dimensions")))
     request = job.request
     remaining = job.deadline_at - clock.now()
     if remaining <= 0:
@@ -75,6 +80,19 @@ def backend_options(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, Any
     # Runner options last: a job must never make the backend reload the model.
     options.update(spec.runner_options)
     return options
+
+
+def embed_result(answer: dict[str, Any]) -> dict[str, Any]:
+    """Shape an /api/embed answer as a job result: the vectors, their usage and timings."""
+    return {
+        "embeddings": answer.get("embeddings") or [],
+        "done_reason": "stop",
+        "usage": {"prompt_tokens": int(answer.get("prompt_eval_count") or 0),
+                  "completion_tokens": 0},
+        "timings": {"queue_ms": 0, "load_ms": round((answer.get("load_duration") or 0) / NS_PER_MS),
+                    "prompt_ms": 0, "generate_ms": 0,
+                    "total_ms": round((answer.get("total_duration") or 0) / NS_PER_MS)},
+    }
 
 
 def shape_result(completion: Completion) -> dict[str, Any]:

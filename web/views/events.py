@@ -10,7 +10,7 @@ from mes.errors import Conflict, InvalidRequest
 from mes.intake.cancel import cancel_job
 from mes.intake.streams import follow_job
 from mes.jobs import Job
-from mes.store.events import valid_id
+from mes.store.events import Event, valid_id
 from web import sse
 from web.auth import require
 from web.context import ctx
@@ -35,30 +35,42 @@ def resume_point(query: dict) -> str | None:
     return after
 
 
+def followed_events(job: Job, after: str | None = None, *, cancel_on_disconnect: bool = False
+                    ) -> Iterator[Event | None]:
+    """Yield the job's events until `done` (None when a heartbeat is due).
+
+    With cancel_on_disconnect, a client that goes away before the job is final cancels it:
+    the generator notices within a second, or is closed by the server when a write fails.
+    """
+    c = ctx()
+    gone = gone_check(request.environ)
+    finished = False
+    try:
+        for event in follow_job(job.id, after=after, log=c.services.store.events, hub=c.hub,
+                                heartbeat_s=c.services.settings.stream_heartbeat_s, gone=gone):
+            if event is not None and event.type == "done":
+                finished = True
+            yield event
+    finally:
+        if cancel_on_disconnect and not finished:
+            cancel_quietly(job)
+
+
 def native_events(job: Job, after: str | None, *, cancel_on_disconnect: bool = False
                   ) -> Iterator[str]:
     """Yield the job's events as SSE lines, ending with `done` and the final job."""
-    c = ctx()
-    store = c.services.store
-    gone = gone_check(request.environ)
+    store = ctx().services.store
     yield sse.retry(RECONNECT_MS)
-    finished = False
-    try:
-        for event in follow_job(job.id, after=after, log=store.events, hub=c.hub,
-                                heartbeat_s=c.services.settings.stream_heartbeat_s, gone=gone):
-            if event is None:
-                yield sse.comment("ping")
-            elif event.type == "done":
-                finished = True
-                yield sse.event("done", job_body(store.get(job.id) or job), event.id)
-            else:
-                yield sse.event(event.type, event.data, event.id)
-    finally:
-        if cancel_on_disconnect and not finished:
-            _cancel_quietly(job)
+    for event in followed_events(job, after, cancel_on_disconnect=cancel_on_disconnect):
+        if event is None:
+            yield sse.comment("ping")
+        elif event.type == "done":
+            yield sse.event("done", job_body(store.get(job.id) or job), event.id)
+        else:
+            yield sse.event(event.type, event.data, event.id)
 
 
-def _cancel_quietly(job: Job) -> None:
+def cancel_quietly(job: Job) -> None:
     """Cancel a job whose client went away; one that ended meanwhile is left as it is."""
     s = ctx().services
     current = s.store.get(job.id)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, request, url_for
 
 from mes.errors import InvalidRequest
 from mes.intake.cancel import cancel_job
 from mes.jobs import Job
-from mes.intake.submit import submit_job
 from web.auth import current_key, require
 from web.context import ctx
 from web.views.events import stream_response
 from web.views.reading import check_owned, job_body, owned
-from web.limits import check_job_request
-from web.promptlog import log_prompt
+from web.submission import submit_request
 from web.schemas import (InferenceRequestSchema, JobRequestSchema, JobSchema, ListQuerySchema,
                          WaitQuerySchema)
 
@@ -32,19 +30,7 @@ def job_response(job: Job, status: int):
 
 
 def _submit(body: dict) -> tuple[Job, bool]:
-    c = ctx()
-    s = c.services
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
-        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable characters")
-    check_job_request(body, registry=s.registry, settings=s.settings)
-    job, created = submit_job(body, owner=current_key().name, store=s.store, registry=s.registry,
-                              dispatcher=c.dispatcher, clock=s.clock,
-                              max_timeout_s=s.settings.task_soft_time_limit_s,
-                              request_id=g.get("request_id"), idempotency_key=key)
-    if created and s.settings.log_prompts:
-        log_prompt(job, body)
-    return job, created
+    return submit_request(body)
 
 
 @bp.post("/jobs")
