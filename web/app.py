@@ -18,7 +18,7 @@ from mes.intake.submit import Dispatcher
 from mes.intake.streams import StreamHub
 from mes.store.events import EventLog
 from mes.store.waiter import FinalWaiter
-from web import auth, errors, limits, openapi, ratelimit
+from web import auth, doors, errors, limits, openapi, ratelimit
 from web.context import WebContext
 from web.dispatch import CeleryDispatcher
 from web.views import events, jobs, models, service, status
@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     @app.after_request
     def echo_request_id(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        if g.get("job_id") and "X-MES-Job-ID" not in response.headers:
+            response.headers["X-MES-Job-ID"] = g.job_id
         key = g.get("api_key")
         access_log.info("%s %s %s", request.method, request.path, response.status_code, extra={
             "request_id": g.get("request_id"), "method": request.method, "path": request.path,
@@ -85,5 +87,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     for module in (jobs, events, models, service, status):
         app.register_blueprint(module.bp)
+    doors.init_app(app)
     openapi.init_app(app)
     return app

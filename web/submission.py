@@ -45,9 +45,9 @@ def submit_request(body: dict, *, kind: JobKind = JobKind.INFERENCE,
     job, created = submit_job(body, owner=current_key().name, store=s.store, registry=s.registry,
                               dispatcher=c.dispatcher, clock=s.clock,
                               max_timeout_s=s.settings.task_soft_time_limit_s,
-                              request_id=g.get("request_id"), kind=kind, idempotency_key=key)
-    g.job_id = job.id
-    g.door = door
+                              request_id=g.get("request_id"), kind=kind, idempotency_key=key,
+                              door=door)
+    g.job_id = job.id  # every answer about this job carries X-MES-Job-ID
     if created and s.settings.log_prompts:
         log_prompt(job, body)
     return job, created

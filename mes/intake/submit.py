@@ -51,7 +51,7 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
                registry: ModelRegistry, dispatcher: Dispatcher, clock: SystemClock,
                max_timeout_s: int, request_id: str | None = None,
                kind: JobKind = JobKind.INFERENCE,
-               idempotency_key: str | None = None) -> tuple[Job, bool]:
+               idempotency_key: str | None = None, door: str = "native") -> tuple[Job, bool]:
     """Save a validated request as a queued job and dispatch it.
 
     Return the job and whether it is new: a replayed Idempotency-Key gives the first job.
@@ -76,7 +76,8 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
     try:
         # One script binds the key, checks the queue limit and saves: no race, one round trip.
         job = store.create(job, spec.max_queue if kind in (JobKind.INFERENCE, JobKind.EMBED) else None,
-                           None if idempotency_key is None else (idempotency_key, body_hash))
+                           None if idempotency_key is None else (idempotency_key, body_hash),
+                           door=door)
     except QueueAtLimit:
         raise queue_full(spec, store) from None
     except KeyBound as bound:

@@ -125,14 +125,16 @@ class RedisJobStore:
         return dataclasses.replace(job, version=int(reply))
 
     def create(self, job: Job, queue_limit: int | None = None,
-               idempotency: tuple[str, str] | None = None) -> Job:
+               idempotency: tuple[str, str] | None = None, door: str | None = None) -> Job:
         """Save a new job in one round trip.
 
         Fail if the id is taken (StaleJob), if `idempotency` = (key, body hash) is already
         bound (KeyBound: checked first, so a replay never meets a full queue), or if the
         model's queue is at `queue_limit` (QueueAtLimit). The key is bound only to a new job.
         """
-        return self._write(job, "", queue_limit=queue_limit, idempotency=idempotency)
+        effects = Effects(on_saved=[("HINCRBY", names.METRICS_DOORS, door, 1)]) if door else None
+        return self._write(job, "", queue_limit=queue_limit, idempotency=idempotency,
+                           effects=effects)
 
     def save(self, job: Job, *, slot: SlotClaim | None = None, effects: Effects | None = None,
              restart: bool = False) -> Job:

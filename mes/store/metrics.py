@@ -12,6 +12,7 @@ Metric names (all prefixed mes_):
   job_run_seconds{model}                    histogram started -> finished
   tokens_generated_total{model}             counter   completion tokens
   backend_errors_total{code}                counter   backend failures by error code
+  door_jobs_total{door}                     counter   jobs accepted, by the door they came through
   queue_depth{queue,lane}                   gauge     messages waiting in the broker
   jobs_in_state{model,state}                gauge     queued / running jobs per model
   model_loaded{model}                       gauge     1 if the backend has it loaded
@@ -110,6 +111,10 @@ class RedisCollector:
         for model, value in redis.hgetall(f"{_PREFIX}:tokens").items():
             tokens.add_metric([model], float(value))
         yield tokens
+        doors = CounterMetricFamily("mes_door_jobs", "Jobs accepted, by door", labels=["door"])
+        for door, value in redis.hgetall(names.METRICS_DOORS).items():
+            doors.add_metric([door], float(value))
+        yield doors
         errors = CounterMetricFamily("mes_backend_errors", "Backend failures by code",
                                      labels=["code"])
         for code, value in redis.hgetall(f"{_PREFIX}:backend_errors").items():

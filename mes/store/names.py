@@ -16,6 +16,7 @@ CANCEL_CHANNEL = "mes:events:cancel"     # a job id, published when a running jo
 COUNTERS = "mes:counters"                # jobs_submitted, jobs_<final state>
 METRICS_PREFIX = "mes:metrics"           # histograms, tokens, backend errors, jobs by model
 METRICS_JOBS = "mes:metrics:jobs"        # "<model>|<final state>" -> count
+METRICS_DOORS = "mes:metrics:doors"      # door -> jobs accepted through it
 LAST_USED = "mes:models:last_used"       # model -> when it last served a job
 API_KEYS = "mes:apikeys"                 # key name -> record
 API_KEYS_LIVE = "mes:apikeys:live"       # sha256(secret) -> {name, scopes}
@@ -30,6 +31,11 @@ def job(job_id: str) -> str:
 def job_events(job_id: str) -> str:
     """Return the stream of a job's events: its state changes and the text it generates."""
     return f"mes:job:{job_id}:events"
+
+
+def progress(job_id: str) -> str:
+    """Return the JSON progress an operation records while it runs (a model pull's bytes)."""
+    return f"mes:progress:{job_id}"
 
 
 def queued_in_queue(queue: str) -> str:
