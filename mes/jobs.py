@@ -51,6 +51,7 @@ class JobKind(str, Enum):
     EMBED = "embed"
     LOAD = "load"
     UNLOAD = "unload"
+    PULL = "pull"  # have the backend download the model (Ollama's /api/pull)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,11 @@ OPERATIONS: dict[str, Operation] = {
                                             schemas.JobSchema)},
                                      errors=(400, 403, 503), location=(202,),
                                      path_words=MODEL_PATH, makes_job=True),
+    "models.pull_model": Operation({202: ("The pull operation, shaped like a job; its "
+                                          "`progress` follows the download.",
+                                          schemas.JobSchema)},
+                                   errors=(400, 403, 503), location=(202,), path_words=MODEL_PATH,
+                                   makes_job=True),
     "status.status": Operation({200: ("Queues, workers, models, backend and counters.",
                                       schemas.StatusSchema)}, errors=(403,)),
 }

@@ -154,6 +154,19 @@ JOB_ERROR_DOC = {
 }
 
 
+PROGRESS_DOC = {
+    "type": "object", "nullable": True,
+    "description": "A pull operation's progress while it runs and after: bytes done and to do "
+                   "(summed over layers, null before the first), the last status line and the "
+                   "distinct status lines so far. Null for other jobs.",
+    "properties": {"status": {"type": "string", "nullable": True},
+                   "completed": {"type": "integer", "nullable": True},
+                   "total": {"type": "integer", "nullable": True},
+                   "lines": {"type": "array", "items": {"type": "string"}},
+                   "updated_at": {"type": "string", "format": "date-time"}},
+}
+
+
 class JobSchema(Schema):
     """Shape a job for the API; Celery's state never appears here."""
 
@@ -174,6 +187,7 @@ class JobSchema(Schema):
     result = fields.Method("get_result", required=True, allow_none=True, metadata=RESULT_DOC)
     error = fields.Method("get_error", required=True, allow_none=True, metadata=JOB_ERROR_DOC)
     metadata = fields.Dict(required=True)
+    progress = fields.Method("get_progress", allow_none=True, metadata=PROGRESS_DOC)
 
     def get_queue_position(self, job):
         """Give the position only while queued."""
@@ -189,9 +203,15 @@ class JobSchema(Schema):
             return None
         return job.error
 
-    def __init__(self, *args, positions: dict[str, int] | None = None, **kwargs):
+    def get_progress(self, job):
+        """Give a pull's progress; other jobs have none."""
+        return self.context_progress.get(job.id) if job.kind is JobKind.PULL else None
+
+    def __init__(self, *args, positions: dict[str, int] | None = None,
+                 progress: dict[str, dict] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.context_positions = positions or {}
+        self.context_progress = progress or {}
 
 
 class ModelSchema(Schema):
@@ -202,6 +222,9 @@ class ModelSchema(Schema):
     queue = fields.String(required=True)
     loaded = fields.Boolean(required=True, allow_none=True,
                             metadata={"description": "null when the backend cannot be asked"})
+    available_on_backend = fields.Boolean(required=True, allow_none=True, metadata={
+        "description": "whether the backend has the model (its /api/tags); null when it "
+                       "cannot be asked. `POST /v1/models/{id}/pull` fetches a missing one."})
     max_concurrency = fields.Integer(required=True)
     running = fields.Integer(required=True)
     queued = fields.Integer(required=True)
@@ -256,6 +279,9 @@ class ReadySchema(Schema):
     backend_version = fields.String()
     workers = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     breaker = fields.Dict()
+    missing_models = fields.List(fields.String(), allow_none=True, metadata={
+        "description": "the registry's models the backend lacks (null when it cannot tell); "
+                       "reported, never a reason to be unready"})
 
 
 class StatusSchema(Schema):
@@ -270,5 +296,7 @@ class StatusSchema(Schema):
     workers = fields.Dict(required=True)
     models = fields.Dict(required=True)
     loaded_models = fields.List(fields.Dict(), required=True, allow_none=True)
+    missing_models = fields.List(fields.String(), required=True, allow_none=True, metadata={
+        "description": "the registry's models the backend lacks; null when it cannot tell"})
     breaker = fields.Dict(required=True)
     counters = fields.Dict(required=True)

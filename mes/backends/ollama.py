@@ -135,6 +135,40 @@ class OllamaClient:
             body["dimensions"] = dimensions
         return self._json("POST", "/api/embed", body)
 
+    def pull(self, model: str, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
+             should_stop: Callable[[], bool] | None = None,
+             read_timeout_s: float | None = None) -> dict[str, Any]:
+        """Run /api/pull as a stream, handing each progress line on; return the last one."""
+        if should_stop is None:
+            return self._read_pull(model, on_progress, read_timeout_s)
+        watch = StopWatch(should_stop, self._watcher)
+        try:
+            with watch:
+                return self._read_pull(model, on_progress, read_timeout_s)
+        except BackendError:
+            if watch.stopped:
+                raise JobCancelled("the pull was stopped") from None
+            raise
+
+    def _read_pull(self, model: str, on_progress: Callable[[dict[str, Any]], None] | None,
+                   read_timeout_s: float | None) -> dict[str, Any]:
+        response = self._request("POST", "/api/pull", body={"model": model, "stream": True},
+                                 stream=True, read_timeout_s=read_timeout_s)
+        last: dict[str, Any] = {}
+        try:
+            for chunk in _ndjson(response, "/api/pull", read_timeout_s or self.read_timeout_s):
+                if "error" in chunk:
+                    raise _pull_error(str(chunk["error"])[:500])
+                last = chunk
+                if on_progress is not None:
+                    on_progress(chunk)
+        finally:
+            response.close()
+        if last.get("status") != "success":
+            raise BackendServerError("/api/pull ended before success",
+                                     {"last_status": last.get("status")})
+        return last
+
     def load(self, model: str, keep_alive: Any, *, options: dict | None = None) -> Completion:
         """Load a model into memory (an empty prompt) and hold it for keep_alive."""
         body = _body(model, options, None, keep_alive)
@@ -247,6 +281,15 @@ def _status_error(status: int, message: str) -> BackendError:
     if status >= 500:
         return BackendServerError(f"backend: {message}", details)
     return BackendRejected(f"backend: {message}", details)
+
+
+def _pull_error(message: str) -> BackendError:
+    """Map an in-band /api/pull error: a name the registry lacks fails at once, the rest heal."""
+    details = {"backend_message": message}
+    lowered = message.lower()
+    if "file does not exist" in lowered or "not found" in lowered:
+        return ModelNotFound(f"backend: cannot pull: {message}", details)
+    return BackendServerError(f"backend: {message}", details)
 
 
 def _reason(exc: Exception) -> str:

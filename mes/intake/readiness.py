@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from mes.errors import MESError
+from mes.intake.backend_models import backend_model_names, missing_models
 from mes.store.health import breaker_state, count_workers
 from mes.registry import ModelRegistry
 
 
 def check_ready(redis, backend, registry: ModelRegistry, backend_name: str | None = None,
                 now: float = 0.0) -> dict[str, Any]:
-    """Return the /ready report; `ready` is true only if every part is up."""
+    """Return the /ready report; `ready` is true only if every part is up.
+
+    `missing_models` lists the registry's models the backend lacks (None if it cannot tell).
+    """
     report: dict[str, Any] = {}
     families = registry.families
     try:
@@ -27,6 +31,9 @@ def check_ready(redis, backend, registry: ModelRegistry, backend_name: str | Non
         report["backend"] = "ok"
     except MESError as exc:
         report["backend"] = f"down: {exc.message}"
+    else:
+        # Reported, never a reason to be unready: a model can be pulled while MES serves.
+        report["missing_models"] = missing_models(registry, backend_model_names(backend))
     if backend_name is not None and report["redis"] == "ok":
         report["breaker"] = breaker_state(redis, backend_name, now)
         if report["breaker"]["state"] == "open" and report["backend"] == "ok":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mes.errors import MESError
+from mes.intake.backend_models import availability, backend_model_names, missing_models
 from mes.store.health import breaker_state, count_workers, queue_depths
 from mes.registry import ModelRegistry
 from mes.store.jobs import RedisJobStore
@@ -27,6 +28,8 @@ def service_status(*, redis, store: RedisJobStore, registry: ModelRegistry, back
         depths, workers, counts = {}, {}, {}
     loaded, version, backend_state = _backend(backend)
     loaded_names = None if loaded is None else {m["name"] for m in loaded}
+    names = None if loaded is None else backend_model_names(backend)  # down: do not ask twice
+    available = availability(registry, names)
     report["backend"] = {"status": backend_state, "version": version}
     report["queues"] = {
         family.queue: {
@@ -42,9 +45,11 @@ def service_status(*, redis, store: RedisJobStore, registry: ModelRegistry, back
         spec.id: {"queue": spec.queue, "max_queue": spec.max_queue,
                   "queued": counts[spec.id][0] if counts else None,
                   "running": counts[spec.id][1] if counts else None,
-                  "loaded": None if loaded_names is None else spec.id in loaded_names}
+                  "loaded": None if loaded_names is None else spec.id in loaded_names,
+                  "available_on_backend": available[spec.id]}
         for spec in registry.models}
     report["loaded_models"] = loaded
+    report["missing_models"] = missing_models(registry, names)
     report["breaker"] = _guard(lambda: breaker_state(redis, backend_name, now))
     report["counters"] = _guard(store.counters)
     return report

@@ -10,6 +10,7 @@ from mes.clock import SystemClock
 from mes.errors import JobTimeout
 from mes.jobs import Job, JobKind
 from mes.registry import ModelSpec
+from mes.worker.pull import pull_model
 
 NS_PER_MS = 1_000_000
 
@@ -26,6 +27,8 @@ def call_backend(job: Job, spec: ModelSpec, backend: OllamaClient, clock: System
         return shape_result(backend.load(spec.id, spec.keep_alive, options=dict(spec.runner_options)))
     if job.kind is JobKind.UNLOAD:
         return shape_result(backend.unload(spec.id))
+    if job.kind is JobKind.PULL:
+        return pull_model(job, spec, backend, clock, should_stop)
     if job.kind is JobKind.EMBED:
         return embed_result(backend.embed(
             spec.id, list(job.request.get("input") or []), options=dict(spec.runner_options),

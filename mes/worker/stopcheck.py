@@ -17,6 +17,7 @@ from mes.clock import SystemClock
 from mes.jobs import Job
 from mes.store.jobs import RedisJobStore
 from mes.store.names import CANCEL_CHANNEL
+from mes.store.progress import ProgressStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,11 @@ class StopCheck:
         self._listener = listener
         self._next_poll = clock.monotonic() + FALLBACK_POLL_S
         self.reason: str | None = None
+
+    @property
+    def progress_store(self) -> ProgressStore:
+        """Return where the job's operation records its progress while it runs (a pull)."""
+        return ProgressStore(self._store.redis, self._store.ttl_s)
 
     def __call__(self) -> bool:
         if self._clock.now() >= self._job.deadline_at:

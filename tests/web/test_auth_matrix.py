@@ -38,6 +38,7 @@ ROUTES = [
     Route("GET", "/v1/models/smollm2:135m", None),
     Route("POST", "/v1/models/smollm2:135m/load", ("models",)),
     Route("POST", "/v1/models/smollm2:135m/unload", ("models",)),
+    Route("POST", "/v1/models/smollm2:135m/pull", ("models",)),
     Route("GET", "/v1/status", ("admin",)),
 ]
 # A key for each scope, and its headers.

@@ -80,7 +80,8 @@ def test_status_reports_queues_workers_and_counters(client, redis):
                     "concurrency": 1, "workers": 0, "queued": 2, "running": 0}}
     assert body["workers"] == {"smollm": 1, "phi": 0}
     assert body["models"]["phi3:mini"] == {"queue": "mes.phi", "max_queue": 1000,
-                                           "queued": 1, "running": 0, "loaded": None}
+                                           "queued": 1, "running": 0, "loaded": None,
+                                           "available_on_backend": None}
     assert body["counters"]["jobs_submitted"] == 2
     assert body["breaker"]["state"] == "closed"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g
 
 from mes.errors import MESError
+from mes.intake.backend_models import backend_model_names
 from mes.intake.models_view import model_states
 from mes.jobs import JobKind
 from mes.intake.submit import submit_job
@@ -22,7 +23,8 @@ def _states(model_ids: list[str] | None = None) -> list[dict]:
         loaded = s.backend.loaded_models()
     except MESError:
         loaded = None  # the backend is down: say "unknown", not "not loaded"
-    return model_states(s.registry, s.store, loaded, model_ids)
+    available = None if loaded is None else backend_model_names(s.backend)
+    return model_states(s.registry, s.store, loaded, model_ids, available)
 
 
 @bp.get("/models")
@@ -35,7 +37,11 @@ def list_models():
 def _operation(model_id: str, kind: JobKind):
     c = ctx()
     s = c.services
-    job, _ = submit_job({"model": model_id}, owner=current_key().name, store=s.store,
+    body = {"model": model_id}
+    if kind is JobKind.PULL:
+        # A download takes as long as it takes: the deadline is the worker's own time limit.
+        body["timeout_s"] = s.settings.task_soft_time_limit_s
+    job, _ = submit_job(body, owner=current_key().name, store=s.store,
                         registry=s.registry, dispatcher=c.dispatcher, clock=s.clock,
                         max_timeout_s=s.settings.task_soft_time_limit_s,
                         request_id=g.get("request_id"), kind=kind)
@@ -54,6 +60,17 @@ def load_model(model_id: str):
 def unload_model(model_id: str):
     """Unload a model on its own queue; answer 202 with the operation."""
     return _operation(model_id, JobKind.UNLOAD)
+
+
+@bp.post("/models/<path:model_id>/pull")
+@require("models")
+def pull_model(model_id: str):
+    """Have the backend download a model on its own queue; answer 202 with the operation.
+
+    While it runs, the operation's `progress` holds the bytes done and to do and the
+    backend's status lines.
+    """
+    return _operation(model_id, JobKind.PULL)
 
 
 @bp.get("/models/<path:model_id>")

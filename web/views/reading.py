@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from mes.errors import NotFound
-from mes.jobs import Job
+from mes.jobs import Job, JobKind
+from mes.store.progress import ProgressStore
 from web.auth import current_key
 from web.context import ctx
 from web.schemas import JobSchema
 
 
 def job_body(job: Job) -> dict:
-    """Dump a job as GET /v1/jobs/{id} shows it, with its queue position while queued."""
+    """Dump a job as GET /v1/jobs/{id} shows it: its queue position while queued, a pull's progress."""
     positions = {}
     if job.status.value == "queued":
         position = ctx().services.store.queue_position(job)
         if position is not None:
             positions[job.id] = position
-    return JobSchema(positions=positions).dump(job)
+    progress = {}
+    if job.kind is JobKind.PULL:
+        s = ctx().services
+        found = ProgressStore(s.redis, s.store.ttl_s).read(job.id)
+        if found is not None:
+            progress[job.id] = found
+    return JobSchema(positions=positions, progress=progress).dump(job)
 
 
 def owned(job_id: str) -> Job:
