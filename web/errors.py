@@ -12,7 +12,9 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mes.errors import InvalidRequest, MESError, RateLimited, Unauthorized
+from mes.store.service_metrics import count_refusal
 from web import ratelimit
+from web.context import ctx
 from web.submission import ClientGone
 
 log = logging.getLogger("mes.web")
@@ -53,6 +55,8 @@ def init_app(app: Flask) -> None:
     """Register the error handlers; each error becomes a MESError, then the door's shape."""
 
     def respond(exc: MESError) -> Response:
+        if isinstance(exc, RateLimited):
+            _count_refusal(exc.code)
         return mapper_for(request.path, app.extensions.get("mes_error_doors", {}))(exc)
 
     @app.errorhandler(ClientGone)
@@ -88,6 +92,14 @@ def init_app(app: Flask) -> None:
     def handle_unexpected(exc: Exception):
         log.exception("event=unhandled_error error=%s", exc.__class__.__name__)
         return respond(MESError("an unexpected error occurred"))
+
+
+def _count_refusal(code: str) -> None:
+    """Count a 429 for mes_requests_refused_total; a Redis hiccup must not change the answer."""
+    try:
+        count_refusal(ctx().services.redis, code)
+    except Exception as exc:  # noqa: BLE001 - the refusal stands either way
+        log.warning("event=refusal_not_counted code=%s error=%s", code, exc.__class__.__name__)
 
 
 class HTTPError(MESError):

@@ -65,6 +65,9 @@ def test_models_ready_and_status_name_what_the_backend_lacks(live):
     status = live.get("/v1/status", headers=ROOT).get_json()
     assert status["missing_models"] == ["ghost:1b"]
     assert status["models"]["ghost:1b"]["available_on_backend"] is False
+    metrics = live.get("/metrics").get_data(as_text=True)
+    assert 'mes_model_available{model="ghost:1b"} 0.0' in metrics
+    assert 'mes_model_available{model="phi3:mini"} 1.0' in metrics
 
 
 def test_a_backend_that_cannot_be_asked_is_unknown_not_missing(client):

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from mes.errors import Unauthorized
 from mes.store.metrics import RedisCollector
+from mes.store.service_metrics import ServiceCollector
 from mes.intake.readiness import check_ready
 from web.context import ctx
 
@@ -34,6 +35,8 @@ def metrics_registry(services) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(services.redis, services.registry, services.store,
                                      services.backend))
+    registry.register(ServiceCollector(services.redis, services.registry, services.backend,
+                                       services.backend_name, services.clock.now))
     return registry
 
 
