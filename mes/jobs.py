@@ -78,6 +78,8 @@ class Job:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     request_id: str | None = None
+    batch_id: str | None = None
+    custom_id: str | None = None
     version: int = 0
 
     def evolve(self, **changes: Any) -> "Job":

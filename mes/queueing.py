@@ -30,6 +30,7 @@ def broker_lists(queue: str) -> list[str]:
     """Return the Redis lists that hold a queue's waiting messages, interactive first."""
     return [queue] + [f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:]]
 REAP_TASK = "mes.maintenance.reap"
+RELEASE_TASK = "mes.scheduling.release"
 
 
 def beat_schedule(settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
@@ -47,6 +48,16 @@ def beat_schedule(settings: Settings, registry: ModelRegistry) -> dict[str, Any]
         }
         for family in registry.families
     }
+    for family in registry.families:
+        # Held batch jobs are also released when a batch arrives and when one of its jobs
+        # ends; this sweep covers a worker that joined or a release that was skipped.
+        schedule[f"release-{family.name}"] = {
+            "task": RELEASE_TASK,
+            "schedule": float(settings.release_interval_s),
+            "args": (family.name,),
+            "options": {"queue": family.queue, "expires": float(settings.release_interval_s),
+                        "priority": BROKER_STEPS["interactive"]},
+        }
     for spec in registry.models:
         if not spec.warmup:
             continue
@@ -112,6 +123,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_scheduler": "redbeat.RedBeatScheduler",
         "redbeat_redis_url": settings.redis_url,
         "redbeat_lock_timeout": 5 * max(settings.reaper_interval_s, 5),
+        # redbeat retries a lock held by a dead beat only every beat_max_loop_interval (300 s
+        # by default): with 5 s, a restarted beat leads again within the lock's timeout + 5 s.
+        "beat_max_loop_interval": 5,
         # A child that grew past this (KiB) is replaced after its current job.
         "worker_max_memory_per_child": 512_000,
         # On SIGTERM, give running jobs this long to finish before they are requeued.

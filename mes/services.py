@@ -61,7 +61,7 @@ class Services:
             raise ConfigError(too_long)
         return cls(
             settings=settings, redis=redis,
-            store=RedisJobStore(redis, ttl_s=settings.job_ttl_s),
+            store=RedisJobStore(redis, ttl_s=settings.job_ttl_s, batch_ttl_s=settings.batch_ttl_s),
             registry=registry,
             backend=OllamaClient(settings.ollama_url,
                                  connect_timeout_s=settings.ollama_connect_timeout_s,

@@ -158,6 +158,10 @@ class Settings:
     max_messages: int = 1000
     # Seconds between `: ping` comments on an idle event stream, so proxies keep it open.
     stream_heartbeat_s: float = 15.0
+    batch_ttl_s: int = 7 * 86400          # a batch and its jobs are kept this long after it ends
+    max_batch_requests: int = 50_000
+    max_batch_bytes: int = 200 * 1_048_576
+    release_interval_s: float = 2.0       # beat's sweep that hands held batch jobs to workers
 
     def rate_limit_for(self, key_name: str, *, admin: bool = False) -> str:
         """Return a key's rate limit, or 'unlimited'.
@@ -261,4 +265,8 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("max_prompt_chars", "MAX_PROMPT_CHARS", _int(1, 10_000_000)),
     ("max_messages", "MAX_MESSAGES", _int(1, 1000)),
     ("stream_heartbeat_s", "STREAM_HEARTBEAT_S", _float(0.1, 300)),
+    ("batch_ttl_s", "BATCH_TTL_S", _int(60, 90 * 86400)),
+    ("max_batch_requests", "MAX_BATCH_REQUESTS", _int(1, 1_000_000)),
+    ("max_batch_bytes", "MAX_BATCH_BYTES", _int(1024, 4 * 1024 * 1_048_576)),
+    ("release_interval_s", "RELEASE_INTERVAL_S", _float(0.1, 3600)),
 ]

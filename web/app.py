@@ -21,7 +21,7 @@ from mes.store.waiter import FinalWaiter
 from web import auth, doors, errors, limits, openapi, ratelimit
 from web.context import WebContext
 from web.dispatch import CeleryDispatcher
-from web.views import events, jobs, models, service, status
+from web.views import batches, events, jobs, models, service, status
 
 
 access_log = logging.getLogger("mes.web.access")
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)})
         return response
 
-    for module in (jobs, events, models, service, status):
+    for module in (jobs, events, batches, models, service, status):
         app.register_blueprint(module.bp)
     doors.init_app(app)
     openapi.init_app(app)

@@ -122,6 +122,8 @@ class ListQuerySchema(Schema):
     model = fields.String(validate=validate.Length(1, 200))
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
     cursor = fields.Integer(validate=validate.Range(min=0))
+    batch = fields.String(validate=validate.Length(1, 64), metadata={
+        "description": "Only this batch's jobs, in request order (the cursor is an index)."})
 
 
 class Timestamp(fields.Field):
@@ -187,6 +189,10 @@ class JobSchema(Schema):
     result = fields.Method("get_result", required=True, allow_none=True, metadata=RESULT_DOC)
     error = fields.Method("get_error", required=True, allow_none=True, metadata=JOB_ERROR_DOC)
     metadata = fields.Dict(required=True)
+    batch_id = fields.String(required=True, allow_none=True, metadata={
+        "description": "The batch the job belongs to, or null."})
+    custom_id = fields.String(required=True, allow_none=True, metadata={
+        "description": "The job's custom_id within its batch, or null."})
     progress = fields.Method("get_progress", allow_none=True, metadata=PROGRESS_DOC)
 
     def get_queue_position(self, job):

@@ -1,4 +1,4 @@
-"""Register the Celery tasks: thin shells around mes.worker.runner and mes.reaper."""
+"""Register the Celery tasks: thin shells around mes.worker (runner, reaper) and mes.scheduling."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mes.errors import JobTimeout
-from mes.queueing import EXECUTE_TASK, REAP_TASK, WARMUP_TASK, task_priority
+from mes.queueing import EXECUTE_TASK, REAP_TASK, RELEASE_TASK, WARMUP_TASK, task_priority
 from mes.worker.reaper import reap_family
 from mes.worker.runner import abandon_job
+from mes.scheduling.release import release_family
 from mes.worker.warmup import warm_model
 
 
@@ -28,6 +29,22 @@ def register_tasks(app: Celery, services) -> None:
             return
         if outcome.retry_in_s is not None:
             raise self.retry(countdown=outcome.retry_in_s)
+        if outcome.job is not None and outcome.job.batch_id and outcome.job.status.is_final:
+            # A batch job ended: its slot may take the next held job now, not at the sweep.
+            release(family_of(s, outcome.job.queue))
+
+    def send(job) -> None:
+        execute.apply_async(args=[job.id], queue=job.queue, priority=task_priority(job))
+
+    def family_of(s, queue: str) -> str:
+        return next(f.name for f in s.registry.families if f.queue == queue)
+
+    @app.task(name=RELEASE_TASK, ignore_result=True)
+    def release(family: str) -> dict:
+        """Hand a family's held batch jobs to its queue, as many as its workers can take."""
+        s = services.get()
+        spec = next(f for f in s.registry.families if f.name == family)
+        return release_family(spec, store=s.store, registry=s.registry, dispatch=send).__dict__
 
     @app.task(name=WARMUP_TASK, ignore_result=True)
     def warmup(model_id: str) -> bool:
@@ -42,9 +59,7 @@ def register_tasks(app: Celery, services) -> None:
         s = services.get()
         spec = next(f for f in s.registry.families if f.name == family)
         report = reap_family(spec, store=s.store, registry=s.registry, clock=s.clock,
-                             dispatch=lambda job: execute.apply_async(
-                                 args=[job.id], queue=job.queue,
-                                 priority=task_priority(job)),
+                             dispatch=send,
                              grace_s=s.settings.lease_ttl_s,
                              batch_max_wait_s=s.settings.batch_max_wait_s)
         return report.__dict__

@@ -47,6 +47,16 @@ def queue_full(spec: ModelSpec, store: RedisJobStore) -> QueueFull:
                      retry_after_s=max(1, min(retry_after, 300)))
 
 
+def request_timeout(body: dict[str, Any], spec: ModelSpec, max_timeout_s: int) -> int:
+    """Check what the core checks of a request (its format, its deadline); return the deadline."""
+    structured.check_format(body.get("format"))
+    timeout_s = body.get("timeout_s") or spec.timeout_s
+    if timeout_s > max_timeout_s:
+        raise InvalidRequest(f"timeout_s may be at most {max_timeout_s}",
+                             {"fields": {"timeout_s": [f"must be at most {max_timeout_s}"]}})
+    return timeout_s
+
+
 def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
                registry: ModelRegistry, dispatcher: Dispatcher, clock: SystemClock,
                max_timeout_s: int, request_id: str | None = None,
@@ -57,11 +67,7 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
     Return the job and whether it is new: a replayed Idempotency-Key gives the first job.
     """
     spec = registry.get(body["model"])
-    structured.check_format(body.get("format"))
-    timeout_s = body.get("timeout_s") or spec.timeout_s
-    if timeout_s > max_timeout_s:
-        raise InvalidRequest(f"timeout_s may be at most {max_timeout_s}",
-                             {"fields": {"timeout_s": [f"must be at most {max_timeout_s}"]}})
+    timeout_s = request_timeout(body, spec, max_timeout_s)
     now = clock.now()
     job_id = new_id("job" if kind in (JobKind.INFERENCE, JobKind.EMBED) else "op", now)
     job = Job(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -78,9 +79,10 @@ def job_key(job_id: str) -> str:
 class RedisJobStore:
     """Read and write job records; the API reads only this store, never Celery's results."""
 
-    def __init__(self, redis, ttl_s: int):
+    def __init__(self, redis, ttl_s: int, batch_ttl_s: int = 7 * 86400):
         self.redis = redis
         self.ttl_s = ttl_s
+        self.batch_ttl_s = batch_ttl_s
         self._save = redis.register_script(scripts.SAVE)
         self._claim = redis.register_script(scripts.CLAIM)
         self.leases = LeaseStore(redis)
@@ -91,28 +93,63 @@ class RedisJobStore:
                 names.queued_for_model(job.model), names.running(job.model),
                 names.owner_jobs(job.owner), names.COUNTERS, names.METRICS_JOBS,
                 names.idempotency(job.owner, ""), names.slots(job.model),
-                names.job_events(job.id)]
+                names.job_events(job.id), names.queued_interactive(job.model),
+                names.batch(job.batch_id or ""), names.held(job.model),
+                names.batch_jobs(job.batch_id or "")]
+
+    def ttl_for(self, job: Job, now: float) -> int:
+        """Return how long to keep a job: a batch's jobs outlive their batch's retention."""
+        if job.batch_id is None:
+            return self.ttl_s
+        # A batch ends by its jobs' deadline at the latest, and is kept batch_ttl_s after.
+        return int(self.batch_ttl_s + max(0.0, job.deadline_at - now) + 3600)
 
     def _write(self, job: Job, expected: str, *, queue_limit: int | None = None,
                idempotency: tuple[str, str] | None = None, slot: SlotClaim | None = None,
                effects: Effects | None = None, restart: bool = False) -> Job:
+        keys, args = self._save_call(job, expected, queue_limit=queue_limit,
+                                     idempotency=idempotency, slot=slot, effects=effects,
+                                     restart=restart)
+        return self._saved(job, self._save(keys=keys, args=args))
+
+    def create_many(self, jobs: list[Job], pipe) -> None:
+        """Queue the creation of many new jobs on a pipeline (a batch's ingest); no limits."""
+        for job in jobs:
+            keys, args = self._save_call(job, "")
+            self._save(keys=keys, args=args, client=pipe)
+
+    def saved_many(self, jobs: list[Job], replies: list) -> list[Job]:
+        """Check the replies of pipelined saves, in order; raise for the first that failed."""
+        return [self._saved(job, reply) for job, reply in zip(jobs, replies)]
+
+    def _save_call(self, job: Job, expected: str, *, queue_limit: int | None = None,
+                   idempotency: tuple[str, str] | None = None, slot: SlotClaim | None = None,
+                   effects: Effects | None = None, restart: bool = False
+                   ) -> tuple[list[str], list[object]]:
         keys = self._keys(job)
         if idempotency is not None:
             keys[7] = names.idempotency(job.owner, idempotency[0])
         effects = effects or Effects()
+        now = time.time()
         args: list[object] = [
-            expected, job.status.value, job.to_json(), self.ttl_s, job.id,
+            expected, job.status.value, job.to_json(), self.ttl_for(job, now), job.id,
             int(job.created_at * 1000), FINAL_CHANNEL if job.status.is_final else "", job.model,
             "" if queue_limit is None else queue_limit,
             "" if idempotency is None else idempotency[1],
             "" if slot is None else slot.limit, slot.token if slot else "",
             slot.now_ms if slot else 0, slot.ttl_ms if slot else 0,
             EVENTS_CAP, "1" if restart else "", job.attempts, (job.error or {}).get("code", ""),
-            len(effects.always), len(effects.on_saved)]
+            len(effects.always), len(effects.on_saved),
+            "interactive" if job.priority == "interactive" else "batch",
+            "1" if job.batch_id else "", repr(now), self.batch_ttl_s]
         for command in [*effects.always, *effects.on_saved]:
             args.append(len(command))
             args.extend(command)
-        reply = self._save(keys=keys, args=args)
+        return keys, args
+
+    def _saved(self, job: Job, reply) -> Job:
+        if isinstance(reply, Exception):
+            raise reply
         if isinstance(reply, list):  # {-4, binding}: the Idempotency-Key is taken
             body_hash, _, job_id = reply[1].partition(":")
             raise KeyBound(body_hash, job_id)

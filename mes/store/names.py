@@ -28,6 +28,36 @@ def job(job_id: str) -> str:
     return f"mes:job:{job_id}"
 
 
+def queued_interactive(model_id: str) -> str:
+    """Return the zset of a model's queued interactive jobs: the room its queue limit counts."""
+    return f"mes:queued:m:{model_id}:interactive"
+
+
+def held(model_id: str) -> str:
+    """Return the zset of a model's jobs that MES holds back until a worker is free."""
+    return f"mes:held:{model_id}"
+
+
+def batch(batch_id: str) -> str:
+    """Return the hash of a batch: its record and its counts by state."""
+    return f"mes:batch:{batch_id}"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """Return the list of a batch's job ids, in the order of its requests."""
+    return f"mes:batch:{batch_id}:jobs"
+
+
+def owner_batches(owner: str) -> str:
+    """Return the zset of an API key's batches, scored by creation (ms)."""
+    return f"mes:owner:{owner}:batches"
+
+
+def release_lock(queue: str) -> str:
+    """Return the lock one releaser holds while it hands a family's held jobs to workers."""
+    return f"mes:release:{queue}:lock"
+
+
 def job_events(job_id: str) -> str:
     """Return the stream of a job's events: its state changes and the text it generates."""
     return f"mes:job:{job_id}:events"

@@ -8,7 +8,9 @@ They assume one Redis (not a cluster): some keys they touch are passed in ARGV o
 # KEYS[1] job hash, KEYS[2] queued zset of its queue, KEYS[3] queued zset of its model,
 # KEYS[4] running set of its model, KEYS[5] owner's job index (zset), KEYS[6] counters hash,
 # KEYS[7] final states per model (hash), KEYS[8] Idempotency-Key binding, KEYS[9] model's
-# slot holders (zset), KEYS[10] the job's event stream
+# slot holders (zset), KEYS[10] the job's event stream, KEYS[11] queued zset of its model's
+# interactive lane, KEYS[12] its batch's hash, KEYS[13] its model's held zset (jobs MES keeps
+# back until a worker is free), KEYS[14] its batch's job list
 # ARGV[1] version read ("" to create), ARGV[2] new status, ARGV[3] record JSON,
 # ARGV[4] TTL seconds, ARGV[5] job id, ARGV[6] score (created, ms),
 # ARGV[7] channel to publish the id on ("" unless the job became final), ARGV[8] model id,
@@ -21,12 +23,19 @@ They assume one Redis (not a cluster): some keys they touch are passed in ARGV o
 # ARGV[18] the error code the state carries ("" for none),
 # ARGV[19] how many commands follow to run first, whatever the outcome (the last tokens,
 #          releases), ARGV[20] how many follow those, to run after a successful save
-#          (bookkeeping); ARGV[21...] the commands, each as its word count and its words;
+#          (bookkeeping), ARGV[21] the job's lane (interactive or batch), ARGV[22] "1" if the
+#          job belongs to a batch (a new one is held, not entered in its family's queue),
+#          ARGV[23] now (s), ARGV[24] the batch's TTL once it ends (s);
+#          ARGV[25...] the commands, each as its word count and its words;
 #          the command DELIFEQ key value deletes key only if it holds value (a lease release).
+# An interactive job's queue limit counts the interactive lane only, so batch work never
+# locks interactive callers out; a batch-lane job's counts every queued job of the model.
+# A batch job's save moves its batch's counts; the save that ends the batch's last job ends
+# the batch (completed, cancelled or expired) and starts the batch's retention.
 # Returns the new version, or -1 stale, -2 queue at its limit, -3 no free slot, or
 # {-4, binding} when the Idempotency-Key is already bound. Counts only new jobs.
 SAVE = """
-local at = 21
+local at = 25
 local function run_some(count)
   for _ = 1, count do
     local n = tonumber(ARGV[at])
@@ -41,14 +50,16 @@ local function run_some(count)
   end
 end
 run_some(tonumber(ARGV[19]))
-local current = redis.call('HGET', KEYS[1], 'version')
+local current, old = unpack(redis.call('HMGET', KEYS[1], 'version', 'status'))
 if ARGV[1] == '' then
   if current then return -1 end
   if ARGV[10] ~= '' then
     local bound = redis.call('GET', KEYS[8])
     if bound then return {-4, bound} end
   end
-  if ARGV[9] ~= '' and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[9]) then return -2 end
+  local counted = KEYS[3]
+  if ARGV[21] == 'interactive' then counted = KEYS[11] end
+  if ARGV[9] ~= '' and redis.call('ZCARD', counted) >= tonumber(ARGV[9]) then return -2 end
 elseif current ~= ARGV[1] then
   return -1
 end
@@ -62,11 +73,15 @@ local version = tonumber(current or '0') + 1
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[3], 'version', version)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 if ARGV[2] == 'queued' then
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+  -- A batch's new job is held, not in its family's queue, until a release sends it.
+  if not (ARGV[1] == '' and ARGV[22] == '1') then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
   redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+  if ARGV[21] == 'interactive' then redis.call('ZADD', KEYS[11], ARGV[6], ARGV[5]) end
 else
   redis.call('ZREM', KEYS[2], ARGV[5])
   redis.call('ZREM', KEYS[3], ARGV[5])
+  redis.call('ZREM', KEYS[11], ARGV[5])
+  redis.call('ZREM', KEYS[13], ARGV[5])
 end
 if ARGV[2] == 'running' then
   redis.call('SADD', KEYS[4], ARGV[5])
@@ -104,6 +119,28 @@ if ARGV[15] ~= '' then
     redis.call('XADD', KEYS[10], 'MAXLEN', '~', cap, '*', 'type', 'done', 'data', '{}')
   end
   redis.call('EXPIRE', KEYS[10], ARGV[4])
+end
+if ARGV[22] == '1' then
+  if ARGV[1] == '' then
+    redis.call('HINCRBY', KEYS[12], 'queued', 1)
+  elseif old ~= ARGV[2] then
+    redis.call('HINCRBY', KEYS[12], old, -1)
+    redis.call('HINCRBY', KEYS[12], ARGV[2], 1)
+  end
+  if ARGV[2] == 'running' then redis.call('HSETNX', KEYS[12], 'started_at', ARGV[23]) end
+  if ARGV[7] ~= '' and old ~= ARGV[2] then
+    local c = redis.call('HMGET', KEYS[12], 'total', 'succeeded', 'failed', 'cancelled',
+                         'expired', 'cancel_requested', 'finished_at')
+    local ended = (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0) + (tonumber(c[4]) or 0)
+                  + (tonumber(c[5]) or 0)
+    if c[1] and ended >= tonumber(c[1]) and not c[7] then
+      local status = 'completed'
+      if c[6] then status = 'cancelled' elseif (tonumber(c[5]) or 0) > 0 then status = 'expired' end
+      redis.call('HSET', KEYS[12], 'status', status, 'finished_at', ARGV[23])
+      redis.call('EXPIRE', KEYS[12], ARGV[24])
+      redis.call('EXPIRE', KEYS[14], ARGV[24])
+    end
+  end
 end
 run_some(tonumber(ARGV[20]))
 return version

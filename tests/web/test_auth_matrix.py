@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mes.store.apikeys import RedisKeyStore
+from mes.store.batches import BatchStore
 from tests.web.conftest import ALICE, BOB, OPS, ROOT, auth
 
 JOB_BODY = {"model": "smollm2:135m", "prompt": "Hello"}
@@ -13,11 +14,12 @@ JOB_BODY = {"model": "smollm2:135m", "prompt": "Hello"}
 class Route:
     """One route of the API: how to call it and which scopes let a key in."""
 
-    def __init__(self, method, path, scopes, body=None, job=False):
-        self.method, self.path, self.scopes, self.body, self.job = method, path, scopes, body, job
+    def __init__(self, method, path, scopes, body=None, job=False, batch=False):
+        self.method, self.path, self.scopes, self.body = method, path, scopes, body
+        self.job, self.batch = job or batch, batch
 
     def call(self, client, headers, job_id="job_none"):
-        response = client.open(self.path.format(job=job_id), method=self.method,
+        response = client.open(self.path.format(job=job_id, batch=job_id), method=self.method,
                                json=self.body, headers=headers)
         if response.mimetype == "text/event-stream":
             response.close()  # an open stream of a queued job never ends by itself
@@ -40,6 +42,11 @@ ROUTES = [
     Route("POST", "/v1/models/smollm2:135m/unload", ("models",)),
     Route("POST", "/v1/models/smollm2:135m/pull", ("models",)),
     Route("GET", "/v1/status", ("admin",)),
+    Route("POST", "/v1/batches", ("jobs",), body={"requests": [{**JOB_BODY, "custom_id": "a"}]}),
+    Route("GET", "/v1/batches", ("jobs",)),
+    Route("GET", "/v1/batches/{batch}", ("jobs",), batch=True),
+    Route("DELETE", "/v1/batches/{batch}", ("jobs",), batch=True),
+    Route("GET", "/v1/batches/{batch}/results", ("jobs",), batch=True),
 ]
 # A key for each scope, and its headers.
 KEY_OF_SCOPE = {"jobs": ALICE, "models": OPS, "admin": ROOT}
@@ -75,6 +82,20 @@ def own_job(client, headers=ALICE) -> str:
     return response.get_json()["id"]
 
 
+def own_batch(client, headers=ALICE) -> str:
+    response = client.post("/v1/batches", json={"requests": [{**JOB_BODY, "custom_id": "a"}]},
+                           headers=headers)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return response.get_json()["id"]
+
+
+def own(route, client, headers=ALICE) -> str:
+    """Make the thing a route reads (a job or a batch) as the given key; a dummy id if none."""
+    if route.batch:
+        return own_batch(client, headers)
+    return own_job(client, headers) if route.job else "job_none"
+
+
 def assert_error(response, status, code):
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
@@ -86,6 +107,7 @@ def test_the_matrix_covers_every_v1_route(app):
     rules = {(method, rule.rule) for rule in app.url_map.iter_rules()
              if rule.rule.startswith("/v1/") for method in rule.methods - {"HEAD", "OPTIONS"}}
     covered = {(route.method, route.path.replace("{job}", "<job_id>")
+                .replace("{batch}", "<batch_id>")
                 .replace("smollm2:135m", "<path:model_id>")) for route in ROUTES}
     assert covered == rules
 
@@ -93,7 +115,7 @@ def test_the_matrix_covers_every_v1_route(app):
 @pytest.mark.parametrize("route", ROUTES, ids=repr)
 @pytest.mark.parametrize("case", BAD_HEADERS, ids=str)
 def test_missing_malformed_or_unknown_key_is_401(client, dispatcher, route, case):
-    job_id = own_job(client) if route.job else "job_none"
+    job_id = own(route, client)
     sent = len(dispatcher.sent)
     assert_error(route.call(client, BAD_HEADERS[case], job_id), 401, "unauthorized")
     assert len(dispatcher.sent) == sent
@@ -101,7 +123,7 @@ def test_missing_malformed_or_unknown_key_is_401(client, dispatcher, route, case
 
 @pytest.mark.parametrize("route", ROUTES, ids=repr)
 def test_revoked_key_is_401_like_an_unknown_one(client, route, revoked):
-    job_id = own_job(client) if route.job else "job_none"
+    job_id = own(route, client)
     response = route.call(client, revoked, job_id)
     unknown = route.call(client, auth("wrong-key-000"), job_id)
     assert_error(response, 401, "unauthorized")
@@ -118,7 +140,7 @@ def wrong_keys(route):
 @pytest.mark.parametrize("route", [r for r in ROUTES if wrong_keys(r)], ids=repr)
 def test_key_without_the_scope_is_403(client, dispatcher, route):
     wrong = wrong_keys(route)
-    job_id = own_job(client) if route.job else "job_none"
+    job_id = own(route, client)
     sent = len(dispatcher.sent)
     for headers in wrong:
         response = route.call(client, headers, job_id)
@@ -130,14 +152,14 @@ def test_key_without_the_scope_is_403(client, dispatcher, route):
 @pytest.mark.parametrize("route", ROUTES, ids=repr)
 def test_the_right_key_gets_in_and_admin_gets_in_everywhere(client, route):
     for headers in [KEY_OF_SCOPE[route.scopes[0]] if route.scopes else BOB, ROOT]:
-        job_id = own_job(client, headers) if route.job else "job_none"
+        job_id = own(route, client, headers)
         response = route.call(client, headers, job_id)
         assert response.status_code in (200, 202), (route, response.get_data(as_text=True))
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.job], ids=repr)
 def test_another_keys_job_is_404_exactly_like_a_missing_one(client, store, route, stored):
-    job_id = own_job(client, ALICE)
+    job_id = own(route, client, ALICE)
     others = [BOB, stored] + ([OPS] if "models" in route.scopes else [])
     for headers in others:
         other = route.call(client, headers, job_id)
@@ -145,7 +167,10 @@ def test_another_keys_job_is_404_exactly_like_a_missing_one(client, store, route
         assert_error(other, 404, "not_found")
         assert other.get_json()["error"]["details"] == missing.get_json()["error"]["details"]
         assert job_id[:-1] not in str(other.headers)  # no Location or other hint
-    assert store.get(job_id).status.value == "queued"  # bob could not cancel it
+    if route.batch:  # bob could not cancel it
+        assert BatchStore(store).get(job_id).cancel_requested is False
+    else:
+        assert store.get(job_id).status.value == "queued"
     assert route.call(client, ROOT, job_id).status_code == 200
 
 

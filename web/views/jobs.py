@@ -82,9 +82,25 @@ def inference():
 def list_jobs():
     """List the caller's jobs, newest first (every key's for admin)."""
     query = ListQuerySchema().load(request.args)
+    if "batch" in query:
+        return _batch_jobs(query)
     key = current_key()
     jobs, cursor = ctx().services.store.list_owned(
         None if key.is_admin else key.name, limit=query["limit"], before_ms=query.get("cursor"),
         status=query.get("status"), model=query.get("model"))
     return {"jobs": JobSchema(many=True).dump(jobs),
             "next_cursor": str(cursor) if cursor is not None else None}
+
+
+def _batch_jobs(query: dict) -> dict:
+    """List one batch's jobs in request order; the cursor is the index to start at."""
+    from web.views.batches import batch_store, owned_batch
+    batch = owned_batch(query["batch"])
+    start = query.get("cursor") or 0
+    ids = batch_store().job_ids(batch.id, start, query["limit"])
+    jobs = [job for job in ctx().services.store.get_many(ids)
+            if (not query.get("status") or job.status.value == query["status"])
+            and (not query.get("model") or job.model == query["model"])]
+    after = start + len(ids)
+    return {"jobs": JobSchema(many=True).dump(jobs),
+            "next_cursor": str(after) if after < batch.total else None}

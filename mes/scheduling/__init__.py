@@ -1,0 +1,1 @@
+"""Decide when held work goes to the workers: used by the web (after a batch), workers and beat."""

@@ -1,0 +1,132 @@
+"""Keep batches in Redis: a record with counts by state, the ordered job list, and the held jobs.
+
+A batch is one hash (its record and its counts; the store's save script moves the counts as
+its jobs change state and ends the batch with its last job), one list of its job ids in the
+order of its requests, and an entry in its owner's index. Its jobs are held back per model
+(mes.scheduling.release hands them to the workers as they free up), so the order in which
+they run is decided when a worker is free, not when the batch was accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from mes.jobs import Job
+from mes.store import names
+from mes.store.jobs import RedisJobStore
+
+COUNTED = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+CHUNK = 2000  # jobs per pipelined round trip at ingest
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """Hold a batch as stored: its fields, counts by state and counts per model."""
+
+    id: str
+    owner: str
+    status: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    total: int
+    counts: dict[str, int]
+    models: dict[str, int]
+    priority: str
+    metadata: dict[str, Any]
+    cancel_requested: bool
+    extra: dict[str, Any]
+
+
+def _record(raw: dict[str, str]) -> BatchRecord:
+    def number(name):
+        value = raw.get(name)
+        return float(value) if value not in (None, "") else None
+    return BatchRecord(
+        id=raw["id"], owner=raw["owner"], status=raw.get("status", "queued"),
+        created_at=float(raw["created_at"]), started_at=number("started_at"),
+        finished_at=number("finished_at"), total=int(raw["total"]),
+        counts={state: max(0, int(raw.get(state) or 0)) for state in COUNTED},
+        models=json.loads(raw.get("models") or "{}"), priority=raw.get("priority", "batch"),
+        metadata=json.loads(raw.get("metadata") or "{}"),
+        cancel_requested=bool(raw.get("cancel_requested")),
+        extra=json.loads(raw.get("extra") or "{}"))
+
+
+class BatchStore:
+    """Write and read batches; the job records themselves stay in the job store."""
+
+    def __init__(self, jobs: RedisJobStore):
+        self._jobs = jobs
+        self._redis = jobs.redis
+
+    def create(self, batch_id: str, owner: str, jobs: list[Job], *, created_at: float,
+               priority: str, metadata: dict[str, Any], extra: dict[str, Any] | None = None,
+               keep_s: int) -> None:
+        """Save a batch and its jobs, held until workers are free, in pipelined chunks."""
+        models: dict[str, int] = {}
+        for job in jobs:
+            models[job.model] = models.get(job.model, 0) + 1
+        key = names.batch(batch_id)
+        pipe = self._redis.pipeline(transaction=False)
+        # The record first: the save script counts into it as each job is created.
+        pipe.hset(key, mapping={
+            "id": batch_id, "owner": owner, "status": "queued", "created_at": repr(created_at),
+            "total": len(jobs), "models": json.dumps(models), "priority": priority,
+            "metadata": json.dumps(metadata), "extra": json.dumps(extra or {})})
+        pipe.expire(key, keep_s)
+        pipe.zadd(names.owner_batches(owner), {batch_id: int(created_at * 1000)})
+        pipe.expire(names.owner_batches(owner), keep_s)
+        pipe.execute()
+        for start in range(0, len(jobs), CHUNK):
+            chunk = jobs[start:start + CHUNK]
+            pipe = self._redis.pipeline(transaction=False)
+            self._jobs.create_many(chunk, pipe)
+            pipe.rpush(names.batch_jobs(batch_id), *[job.id for job in chunk])
+            for offset, job in enumerate(chunk):
+                # Oldest batch first, and within a batch the order of its requests.
+                pipe.zadd(names.held(job.model),
+                          {job.id: int(job.created_at * 1000) + start + offset})
+            pipe.expire(names.batch_jobs(batch_id), keep_s)
+            replies = pipe.execute(raise_on_error=False)
+            self._jobs.saved_many(chunk, replies[:len(chunk)])
+
+    def get(self, batch_id: str) -> BatchRecord | None:
+        """Return a batch, or None if it never existed or has expired."""
+        raw = self._redis.hgetall(names.batch(batch_id))
+        return _record(raw) if raw.get("id") else None
+
+    def list_owned(self, owner: str | None, *, limit: int,
+                   before_ms: int | None = None) -> tuple[list[BatchRecord], int | None]:
+        """Return an owner's batches newest first (every owner's for None), and the next cursor."""
+        keys = ([names.owner_batches(owner)] if owner is not None else
+                list(self._redis.scan_iter(match=names.owner_batches("*"), count=500)))
+        high = f"({before_ms}" if before_ms is not None else "+inf"
+        entries: list[tuple[str, float]] = []
+        for key in keys:
+            entries.extend(self._redis.zrevrangebyscore(key, high, "-inf", start=0, num=limit,
+                                                        withscores=True))
+        entries = sorted(entries, key=lambda item: item[1], reverse=True)[:limit]
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id, _ in entries:
+            pipe.hgetall(names.batch(batch_id))
+        found = [_record(raw) for raw in pipe.execute() if raw.get("id")]
+        cursor = int(entries[-1][1]) if len(entries) == limit else None
+        return found, cursor
+
+    def job_ids(self, batch_id: str, start: int, count: int) -> list[str]:
+        """Return up to `count` of the batch's job ids from position `start`, in request order."""
+        return self._redis.lrange(names.batch_jobs(batch_id), start, start + count - 1)
+
+    def request_cancel(self, batch_id: str) -> None:
+        """Mark the batch as cancelled by its owner: once its jobs end it is `cancelled`."""
+        self._redis.hset(names.batch(batch_id), "cancel_requested", "1")
+
+    def unhold(self, jobs: Iterable[Job]) -> None:
+        """Drop jobs from the held queues (they were cancelled, or handed to a worker)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job in jobs:
+            pipe.zrem(names.held(job.model), job.id)
+        pipe.execute()
