@@ -34,6 +34,7 @@ from urllib.parse import quote
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from mes.client_batches import BatchCalls
 from mes.client_events import StreamEvent, follow
 from mes.jobs import FINAL_STATES
 
@@ -220,7 +221,7 @@ def error_from_response(response: requests.Response) -> MESClientError:
     return cls(message, **kwargs)
 
 
-class MESClient:
+class MESClient(BatchCalls):
     """Talk to one MES service through one pooled Session, with explicit timeouts."""
 
     def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 30,

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Mapping, TextIO
 
-from mes.cli import forward, jobs, keys, models, status, submit, up
+from mes.cli import batch, forward, jobs, keys, models, status, submit, up
 from mes.cli.common import Context
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_parser(commands)
     models.add_parser(commands)
     status.add_parser(commands)
+    batch.add_parser(commands)
     return parser
 
 
