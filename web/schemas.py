@@ -306,3 +306,5 @@ class StatusSchema(Schema):
         "description": "the registry's models the backend lacks; null when it cannot tell"})
     breaker = fields.Dict(required=True)
     counters = fields.Dict(required=True)
+    batches = fields.Dict(required=True, metadata={
+        "description": "batches in progress and their jobs by state"})

@@ -6,6 +6,7 @@ from typing import Any
 
 from mes.errors import MESError
 from mes.intake.backend_models import availability, backend_model_names, missing_models
+from mes.store.batches import BatchStore
 from mes.store.health import breaker_state, count_workers, queue_depths
 from mes.registry import ModelRegistry
 from mes.store.jobs import RedisJobStore
@@ -52,6 +53,7 @@ def service_status(*, redis, store: RedisJobStore, registry: ModelRegistry, back
     report["missing_models"] = missing_models(registry, names)
     report["breaker"] = _guard(lambda: breaker_state(redis, backend_name, now))
     report["counters"] = _guard(store.counters)
+    report["batches"] = _guard(BatchStore(store).active_summary)
     return report
 
 

@@ -78,6 +78,9 @@ class BatchStore:
             "metadata": json.dumps(metadata), "extra": json.dumps(extra or {})})
         pipe.expire(key, keep_s)
         pipe.zadd(names.owner_batches(owner), {batch_id: int(created_at * 1000)})
+        pipe.sadd(names.ACTIVE_BATCHES, batch_id)
+        pipe.hincrby(names.COUNTERS, "batches_submitted", 1)
+        pipe.hincrby(names.COUNTERS, "batch_jobs_ingested", len(jobs))
         pipe.expire(names.owner_batches(owner), keep_s)
         pipe.execute()
         for start in range(0, len(jobs), CHUNK):
@@ -119,6 +122,22 @@ class BatchStore:
     def job_ids(self, batch_id: str, start: int, count: int) -> list[str]:
         """Return up to `count` of the batch's job ids from position `start`, in request order."""
         return self._redis.lrange(names.batch_jobs(batch_id), start, start + count - 1)
+
+    def active_summary(self) -> dict[str, Any]:
+        """Return how many batches are in progress and their jobs by state, for status and metrics."""
+        ids = list(self._redis.smembers(names.ACTIVE_BATCHES))
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hmget(names.batch(batch_id), *COUNTED)
+        jobs = dict.fromkeys(COUNTED, 0)
+        live = 0
+        for values in pipe.execute():
+            if values[0] is None and not any(values):
+                continue  # expired without ending (its deadline passed long ago)
+            live += 1
+            for state, value in zip(COUNTED, values):
+                jobs[state] += max(0, int(value or 0))
+        return {"in_progress": live, "jobs": jobs}
 
     def request_cancel(self, batch_id: str) -> None:
         """Mark the batch as cancelled by its owner: once its jobs end it is `cancelled`."""

@@ -95,7 +95,7 @@ class RedisJobStore:
                 names.idempotency(job.owner, ""), names.slots(job.model),
                 names.job_events(job.id), names.queued_interactive(job.model),
                 names.batch(job.batch_id or ""), names.held(job.model),
-                names.batch_jobs(job.batch_id or "")]
+                names.batch_jobs(job.batch_id or ""), names.ACTIVE_BATCHES]
 
     def ttl_for(self, job: Job, now: float) -> int:
         """Return how long to keep a job: a batch's jobs outlive their batch's retention."""
@@ -141,7 +141,7 @@ class RedisJobStore:
             EVENTS_CAP, "1" if restart else "", job.attempts, (job.error or {}).get("code", ""),
             len(effects.always), len(effects.on_saved),
             "interactive" if job.priority == "interactive" else "batch",
-            "1" if job.batch_id else "", repr(now), self.batch_ttl_s]
+            "1" if job.batch_id else "", repr(now), self.batch_ttl_s, job.batch_id or ""]
         for command in [*effects.always, *effects.on_saved]:
             args.append(len(command))
             args.extend(command)

@@ -13,6 +13,10 @@ Metric names (all prefixed mes_):
   tokens_generated_total{model}             counter   completion tokens
   backend_errors_total{code}                counter   backend failures by error code
   door_jobs_total{door}                     counter   jobs accepted, by the door they came through
+  batches_submitted_total                   counter   batches accepted
+  batch_jobs_ingested_total                 counter   jobs accepted in batches
+  batches_in_progress                       gauge     batches not ended yet
+  batch_jobs{state}                         gauge     jobs of batches in progress, by state
   queue_depth{queue,lane}                   gauge     messages waiting in the broker
   jobs_in_state{model,state}                gauge     queued / running jobs per model
   model_loaded{model}                       gauge     1 if the backend has it loaded
@@ -27,6 +31,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
 from mes.store import names
+from mes.store.batches import BatchStore
 from mes.store.health import count_workers, queue_depths
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -92,9 +97,24 @@ class RedisCollector:
             model, _, status = field.rpartition("|")
             jobs.add_metric([model, status], float(value))
         yield jobs
+        counters = self._store.counters()
         submitted = CounterMetricFamily("mes_jobs_submitted", "Jobs accepted")
-        submitted.add_metric([], float(self._store.counters().get("jobs_submitted", 0)))
+        submitted.add_metric([], float(counters.get("jobs_submitted", 0)))
         yield submitted
+        for name, doc in (("batches_submitted", "Batches accepted"),
+                          ("batch_jobs_ingested", "Jobs accepted in batches")):
+            counter = CounterMetricFamily(f"mes_{name}", doc)
+            counter.add_metric([], float(counters.get(name, 0)))
+            yield counter
+        summary = BatchStore(self._store).active_summary()
+        in_progress = GaugeMetricFamily("mes_batches_in_progress", "Batches not ended yet")
+        in_progress.add_metric([], float(summary["in_progress"]))
+        yield in_progress
+        batch_jobs = GaugeMetricFamily("mes_batch_jobs", "Jobs of batches in progress, by state",
+                                       labels=["state"])
+        for state, count in summary["jobs"].items():
+            batch_jobs.add_metric([state], float(count))
+        yield batch_jobs
         models = [spec.id for spec in self._registry.models]
         for name, doc in (("queue_wait", "Seconds from submission to start"),
                           ("run", "Seconds from start to the end")):

@@ -43,6 +43,9 @@ def batch(batch_id: str) -> str:
     return f"mes:batch:{batch_id}"
 
 
+ACTIVE_BATCHES = "mes:batches:active"   # ids of the batches not ended yet
+
+
 def batch_jobs(batch_id: str) -> str:
     """Return the list of a batch's job ids, in the order of its requests."""
     return f"mes:batch:{batch_id}:jobs"

@@ -10,7 +10,7 @@ They assume one Redis (not a cluster): some keys they touch are passed in ARGV o
 # KEYS[7] final states per model (hash), KEYS[8] Idempotency-Key binding, KEYS[9] model's
 # slot holders (zset), KEYS[10] the job's event stream, KEYS[11] queued zset of its model's
 # interactive lane, KEYS[12] its batch's hash, KEYS[13] its model's held zset (jobs MES keeps
-# back until a worker is free), KEYS[14] its batch's job list
+# back until a worker is free), KEYS[14] its batch's job list, KEYS[15] the active batches
 # ARGV[1] version read ("" to create), ARGV[2] new status, ARGV[3] record JSON,
 # ARGV[4] TTL seconds, ARGV[5] job id, ARGV[6] score (created, ms),
 # ARGV[7] channel to publish the id on ("" unless the job became final), ARGV[8] model id,
@@ -26,7 +26,8 @@ They assume one Redis (not a cluster): some keys they touch are passed in ARGV o
 #          (bookkeeping), ARGV[21] the job's lane (interactive or batch), ARGV[22] "1" if the
 #          job belongs to a batch (a new one is held, not entered in its family's queue),
 #          ARGV[23] now (s), ARGV[24] the batch's TTL once it ends (s);
-#          ARGV[25...] the commands, each as its word count and its words;
+#          ARGV[25] the batch's id, ARGV[26...] the commands, each as its word count and its
+#          words;
 #          the command DELIFEQ key value deletes key only if it holds value (a lease release).
 # An interactive job's queue limit counts the interactive lane only, so batch work never
 # locks interactive callers out; a batch-lane job's counts every queued job of the model.
@@ -35,7 +36,7 @@ They assume one Redis (not a cluster): some keys they touch are passed in ARGV o
 # Returns the new version, or -1 stale, -2 queue at its limit, -3 no free slot, or
 # {-4, binding} when the Idempotency-Key is already bound. Counts only new jobs.
 SAVE = """
-local at = 25
+local at = 26
 local function run_some(count)
   for _ = 1, count do
     local n = tonumber(ARGV[at])
@@ -139,6 +140,7 @@ if ARGV[22] == '1' then
       redis.call('HSET', KEYS[12], 'status', status, 'finished_at', ARGV[23])
       redis.call('EXPIRE', KEYS[12], ARGV[24])
       redis.call('EXPIRE', KEYS[14], ARGV[24])
+      redis.call('SREM', KEYS[15], ARGV[25])
     end
   end
 end

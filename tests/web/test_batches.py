@@ -100,3 +100,18 @@ def test_another_keys_batch_is_404_and_cancel_ends_every_job(client):
     resumed = client.get(f"/v1/batches/{batch['id']}/results?cursor=2", headers=ALICE)
     assert [json.loads(line)["custom_id"] for line in
             resumed.get_data(as_text=True).splitlines()] == ["c-2"]
+
+
+def test_status_and_metrics_count_batches_in_progress(client):
+    from tests.web.conftest import ROOT
+    batch = client.post("/v1/batches", json=batch_of(4), headers=ALICE).get_json()
+    status = client.get("/v1/status", headers=ROOT).get_json()
+    assert status["batches"] == {"in_progress": 1, "jobs": {
+        "queued": 4, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "expired": 0}}
+    assert status["counters"]["batch_jobs_ingested"] == 4
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "mes_batches_in_progress 1.0" in metrics
+    assert 'mes_batch_jobs{state="queued"} 4.0' in metrics
+    assert "mes_batch_jobs_ingested_total 4.0" in metrics
+    client.delete(f"/v1/batches/{batch['id']}", headers=ALICE)
+    assert client.get("/v1/status", headers=ROOT).get_json()["batches"]["in_progress"] == 0
