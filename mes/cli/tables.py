@@ -152,6 +152,11 @@ def job_view(job: dict[str, Any]) -> Group:
             ("attempts", str(job.get("attempts", "-")))]
     if job.get("queue_position"):
         rows.append(("in queue", f"#{job['queue_position']}"))
+    progress = job.get("progress")
+    if progress:  # a pull: the backend's last status line and its bytes
+        rows.append(("progress", str(progress.get("status")) + (
+            f" ({progress.get('completed') or 0}/{progress['total']} bytes)"
+            if progress.get("total") else "")))
     error = job.get("error")
     if error:
         rows.append(("error", f"{error.get('code')}: {error.get('message')}"))

@@ -45,6 +45,9 @@ DONE = {"id": "job_1", "kind": "inference", "status": "succeeded", "model": "smo
                                                                 "completion_tokens": 6}}}
 FAILED = {**DONE, "id": "job_2", "status": "failed", "result": None,
           "error": {"code": "timeout", "message": "the job ran past its deadline"}}
+PULLING = {**DONE, "id": "op_1", "kind": "pull", "status": "running", "result": None,
+           "finished_at": None, "progress": {"status": "pulling 8eeb52dfb3bb", "completed": 40,
+                                             "total": 100, "lines": ["pulling manifest"]}}
 KEYS = [{"name": "ci", "scopes": ["jobs", "models"], "created_at": "2025-01-01T00:00:00.000Z",
          "revoked_at": None, "hash_prefix": "ab12cd34"}]
 
@@ -66,7 +69,7 @@ class FakeClient:
         return STATUS
 
     def get(self, job_id, wait_s=0):
-        return {"job_1": DONE, "job_2": FAILED}[job_id]
+        return {"job_1": DONE, "job_2": FAILED, "op_1": PULLING}[job_id]
 
     def list_jobs(self, **filters):
         return {"jobs": [DONE, FAILED], "next_cursor": "1735689600000"}
@@ -134,6 +137,8 @@ def test_jobs_table_and_one_job_summary():
     assert "2.5s" in out and "timeout" in out and "more: --cursor 1735689600000" in out
     code, out = run(get_job, ["jobs", "get", "job_1"], terminal=True)
     assert code == 0 and "Paris is the capital." in out and "5 in, 6 out" in out
+    code, out = run(get_job, ["jobs", "get", "op_1"], terminal=True)
+    assert code == 0 and "pulling 8eeb52dfb3bb (40/100 bytes)" in out
     # Exit codes stay as they are: 1 for a failed job, table or not.
     code, out = run(get_job, ["jobs", "get", "job_2"], terminal=True)
     assert code == 1 and "timeout: the job ran past its deadline" in out
