@@ -126,9 +126,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # redbeat retries a lock held by a dead beat only every beat_max_loop_interval (300 s
         # by default): with 5 s, a restarted beat leads again within the lock's timeout + 5 s.
         "beat_max_loop_interval": 5,
-        # redbeat retries a lock held by a dead beat only every beat_max_loop_interval (300 s
-        # by default): with 5 s, a restarted beat leads again within the lock's timeout + 5 s.
-        "beat_max_loop_interval": 5,
         # A child that grew past this (KiB) is replaced after its current job.
         "worker_max_memory_per_child": 512_000,
         # On SIGTERM, give running jobs this long to finish before they are requeued.
