@@ -66,12 +66,16 @@ class ModelSpec:
     warmup: str | None = None
     max_concurrency: int | None = None
     max_queue: int = 1000
+    # Pinned: MES never evicts it (llama-swap's `persistent`); it counts against the cap.
+    resident: bool = False
 
     def __post_init__(self) -> None:
         problems = []
         if self.max_concurrency is not None and (not isinstance(self.max_concurrency, int)
                                                  or self.max_concurrency < 1):
             problems.append("max_concurrency must be at least 1")
+        if not isinstance(self.resident, bool):
+            problems.append("resident must be true or false")
         if not isinstance(self.max_queue, int) or self.max_queue < 1:
             problems.append("max_queue must be at least 1")
         if self.warmup is not None:

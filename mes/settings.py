@@ -162,6 +162,15 @@ class Settings:
     max_batch_requests: int = 50_000
     max_batch_bytes: int = 200 * 1_048_576
     release_interval_s: float = 2.0       # beat's sweep that hands held batch jobs to workers
+    # Swap-aware scheduling (docs/scheduling.md): on with "auto" when MES_MAX_LOADED_MODELS > 0.
+    scheduler: str = "auto"
+    sched_quantum_s: float = 30.0
+    sched_group_factor: float = 1.0
+
+    @property
+    def scheduling_on(self) -> bool:
+        """Tell whether jobs are held and released by the swap-aware scheduler."""
+        return self.scheduler == "on" or (self.scheduler == "auto" and self.max_loaded_models > 0)
 
     def rate_limit_for(self, key_name: str, *, admin: bool = False) -> str:
         """Return a key's rate limit, or 'unlimited'.
@@ -269,4 +278,7 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("max_batch_requests", "MAX_BATCH_REQUESTS", _int(1, 1_000_000)),
     ("max_batch_bytes", "MAX_BATCH_BYTES", _int(1024, 4 * 1024 * 1_048_576)),
     ("release_interval_s", "RELEASE_INTERVAL_S", _float(0.1, 3600)),
+    ("scheduler", "SCHEDULER", _choice("auto", "on", "off")),
+    ("sched_quantum_s", "SCHED_QUANTUM_S", _float(0.1, 86400)),
+    ("sched_group_factor", "SCHED_GROUP_FACTOR", _float(0, 1000)),
 ]

@@ -16,6 +16,7 @@ from mes.services import Services, connect_redis
 from mes.settings import Settings
 from mes.intake.submit import Dispatcher
 from mes.intake.streams import StreamHub
+from mes.scheduling.backend import scheduler_for
 from mes.store.events import EventLog
 from mes.store.waiter import FinalWaiter
 from web import auth, doors, errors, limits, openapi, ratelimit
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         dispatcher=dispatcher or CeleryDispatcher.from_settings(settings),
         waiter=FinalWaiter(services.store, lambda: connect_redis(settings.redis_url)),
         hub=StreamHub(_reader_log(services, own_redis), control=services.store.events),
+        scheduler=scheduler_for(services),
     )
     if not settings.api_keys:
         logging.getLogger("mes.web").warning(

@@ -11,6 +11,7 @@ from mes.keys import KeyRing
 from mes.services import Services
 from mes.intake.submit import Dispatcher
 from mes.intake.streams import StreamHub
+from mes.scheduling.backend import Scheduler
 from mes.store.waiter import FinalWaiter
 
 
@@ -23,6 +24,7 @@ class WebContext:
     dispatcher: Dispatcher
     waiter: FinalWaiter
     hub: StreamHub
+    scheduler: Scheduler | None = None  # swap-aware scheduling, when it is on
     metrics: Any = None  # the Prometheus registry, built on the first scrape
 
 

@@ -308,3 +308,6 @@ class StatusSchema(Schema):
     counters = fields.Dict(required=True)
     batches = fields.Dict(required=True, metadata={
         "description": "batches in progress and their jobs by state"})
+    scheduling = fields.Dict(required=True, metadata={
+        "description": "swap-aware scheduling per backend: grants, loaded models, loads, "
+                       "swaps avoided; {enabled: false} when off"})

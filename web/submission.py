@@ -46,11 +46,18 @@ def submit_request(body: dict, *, kind: JobKind = JobKind.INFERENCE,
                               dispatcher=c.dispatcher, clock=s.clock,
                               max_timeout_s=s.settings.task_soft_time_limit_s,
                               request_id=g.get("request_id"), kind=kind, idempotency_key=key,
-                              door=door)
+                              door=door, schedule=schedule_now(c))
     g.job_id = job.id  # every answer about this job carries X-MES-Job-ID
     if created and s.settings.log_prompts:
         log_prompt(job, body)
     return job, created
+
+
+def schedule_now(c):
+    """Return what runs the scheduler once in this request, or None when it is off."""
+    if c.scheduler is None:
+        return None
+    return lambda: c.scheduler.run(c.dispatcher.send, c.services.clock.now())
 
 
 def wait_or_cancel(job: Job, wait_s: float) -> Job:

@@ -13,6 +13,7 @@ from mes.logs import configure_logging
 from mes.worker.runner import JobRunner, build_runner
 from mes.queueing import WARMUP_TASK, beat_schedule, celery_config
 from mes.registry import ModelRegistry
+from mes.scheduling.backend import scheduler_for
 from mes.services import Services, connect_redis
 from mes.settings import Settings
 from workers.tasks import register_tasks
@@ -27,6 +28,7 @@ class WorkerServices:
         self.settings = settings
         self._services: Services | None = None
         self._runner: JobRunner | None = None
+        self._scheduler = False  # not built yet (None means: scheduling is off)
 
     def get(self) -> Services:
         """Return this process's services, building them on first use."""
@@ -40,10 +42,17 @@ class WorkerServices:
             self._runner = build_runner(self.get())
         return self._runner
 
+    def scheduler(self):
+        """Return this process's swap-aware scheduler, or None when scheduling is off."""
+        if self._scheduler is False:
+            self._scheduler = scheduler_for(self.get())
+        return self._scheduler
+
     def reset(self) -> None:
         """Forget objects inherited from the parent process."""
         self._services = None
         self._runner = None
+        self._scheduler = False
 
 
 def _celery_schedule(value):

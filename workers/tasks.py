@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
-from mes.errors import JobTimeout
+from mes.errors import JobTimeout, MESError
 from mes.queueing import EXECUTE_TASK, REAP_TASK, RELEASE_TASK, WARMUP_TASK, task_priority
 from mes.worker.reaper import reap_family
 from mes.worker.runner import abandon_job
@@ -29,7 +29,13 @@ def register_tasks(app: Celery, services) -> None:
             return
         if outcome.retry_in_s is not None:
             raise self.retry(countdown=outcome.retry_in_s)
-        if outcome.job is not None and outcome.job.batch_id and outcome.job.status.is_final:
+        if outcome.job is None or not outcome.job.status.is_final:
+            return
+        scheduler = services.scheduler()
+        if scheduler is not None:
+            # A job ended: the backend may serve the next model now, not at the sweep.
+            scheduler.run(send, s.clock.now())
+        elif outcome.job.batch_id:
             # A batch job ended: its slot may take the next held job now, not at the sweep.
             release(family_of(s, outcome.job.queue))
 
@@ -43,6 +49,15 @@ def register_tasks(app: Celery, services) -> None:
     def release(family: str) -> dict:
         """Hand a family's held batch jobs to its queue, as many as its workers can take."""
         s = services.get()
+        scheduler = services.scheduler()
+        if scheduler is not None:
+            try:
+                loaded = s.backend.loaded_models()  # notices a model the backend unloaded itself
+            except MESError:
+                loaded = None
+            decision = scheduler.run(send, s.clock.now(), loaded_now=loaded)
+            return {"scheduled": decision is not None,
+                    "released": decision.release if decision else {}}
         spec = next(f for f in s.registry.families if f.name == family)
         return release_family(spec, store=s.store, registry=s.registry, dispatch=send).__dict__
 

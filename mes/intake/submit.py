@@ -6,7 +6,7 @@ import hashlib
 import logging
 import math
 import json
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from redis.exceptions import RedisError
 
@@ -61,11 +61,15 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
                registry: ModelRegistry, dispatcher: Dispatcher, clock: SystemClock,
                max_timeout_s: int, request_id: str | None = None,
                kind: JobKind = JobKind.INFERENCE,
-               idempotency_key: str | None = None, door: str = "native") -> tuple[Job, bool]:
+               idempotency_key: str | None = None, door: str = "native",
+               schedule: Callable[[], object] | None = None) -> tuple[Job, bool]:
     """Save a validated request as a queued job and dispatch it.
 
     Return the job and whether it is new: a replayed Idempotency-Key gives the first job.
+    With `schedule` (swap-aware scheduling is on), a job that runs on the model is held in
+    MES instead, and `schedule()` decides what the backend serves next.
     """
+    held = schedule is not None and kind in (JobKind.INFERENCE, JobKind.EMBED)
     spec = registry.get(body["model"])
     timeout_s = request_timeout(body, spec, max_timeout_s)
     now = clock.now()
@@ -83,11 +87,17 @@ def submit_job(body: dict[str, Any], *, owner: str, store: RedisJobStore,
         # One script binds the key, checks the queue limit and saves: no race, one round trip.
         job = store.create(job, spec.max_queue if kind in (JobKind.INFERENCE, JobKind.EMBED) else None,
                            None if idempotency_key is None else (idempotency_key, body_hash),
-                           door=door)
+                           door=door, hold=held)
     except QueueAtLimit:
         raise queue_full(spec, store) from None
     except KeyBound as bound:
         return replayed(bound, body_hash, idempotency_key, store), False
+    if held:
+        try:
+            schedule()
+        except Exception as exc:  # noqa: BLE001 - it stays held: beat's sweep releases it
+            log.warning("event=schedule_failed job_id=%s error=%s", job.id, exc.__class__.__name__)
+        return job, True
     try:
         dispatcher.send(job)
     except Exception as exc:  # noqa: BLE001 - any broker failure means the job was not queued

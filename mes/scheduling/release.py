@@ -38,13 +38,13 @@ class Released:
 
 
 def release_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelRegistry,
-                   dispatch: Callable[[Job], None],
-                   choose: Callable[[dict[str, int], int], dict[str, int]] | None = None
+                   dispatch: Callable[[Job], None], allowed: dict[str, int] | None = None
                    ) -> Released:
     """Send up to the family's free room of held jobs to its queue.
 
-    `choose(held_per_model, room)` says how many to take from each model (the oldest first
-    within a model); by default the room is shared evenly among the models with held jobs.
+    The room is shared evenly among the models with held jobs (interactive ones first within
+    a model, then the oldest); with `allowed` (the scheduler's plan), only among those models
+    and at most that many of each.
     """
     held = HeldQueues(store.redis)
     token = uuid.uuid4().hex
@@ -53,12 +53,14 @@ def release_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelR
     try:
         models = [spec.id for spec in registry.models if spec.family == family]
         waiting = held.counts(models)
+        if allowed is not None:
+            waiting = {m: min(n, allowed.get(m, 0)) for m, n in waiting.items()}
         if not any(waiting.values()):
             return Released()
         room = held.room(family.queue, models, family.concurrency, PREFETCH)
         if room <= 0:
             return Released(room=room)
-        plan = (choose or share_evenly)({m: n for m, n in waiting.items() if n}, room)
+        plan = share_evenly({m: n for m, n in waiting.items() if n}, room)
         sent = 0
         for model_id, count in plan.items():
             for job in store.get_many(held.take(model_id, family.queue, count)):
@@ -93,8 +95,9 @@ def share_evenly(waiting: dict[str, int], room: int) -> dict[str, int]:
 
 
 def release_all(*, store: RedisJobStore, registry: ModelRegistry,
-                dispatch: Callable[[Job], None], families: list[FamilySpec] | None = None
-                ) -> dict[str, Released]:
+                dispatch: Callable[[Job], None], families: list[FamilySpec] | None = None,
+                allowed: dict[str, int] | None = None) -> dict[str, Released]:
     """Release held jobs for each family (every family by default)."""
-    return {family.name: release_family(family, store=store, registry=registry, dispatch=dispatch)
+    return {family.name: release_family(family, store=store, registry=registry,
+                                        dispatch=dispatch, allowed=allowed)
             for family in (families or registry.families)}

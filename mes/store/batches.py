@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from mes.jobs import Job
 from mes.store import names
+from mes.store.held import held_score
 from mes.store.jobs import RedisJobStore
 
 COUNTED = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
@@ -90,8 +91,7 @@ class BatchStore:
             pipe.rpush(names.batch_jobs(batch_id), *[job.id for job in chunk])
             for offset, job in enumerate(chunk):
                 # Oldest batch first, and within a batch the order of its requests.
-                pipe.zadd(names.held(job.model),
-                          {job.id: int(job.created_at * 1000) + start + offset})
+                pipe.zadd(names.held(job.model), {job.id: held_score(job, start + offset)})
             pipe.expire(names.batch_jobs(batch_id), keep_s)
             replies = pipe.execute(raise_on_error=False)
             self._jobs.saved_many(chunk, replies[:len(chunk)])

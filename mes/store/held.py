@@ -7,6 +7,16 @@ from mes.store import names
 from mes.store.health import count_workers, queue_depths
 
 LOCK_MS = 5000
+# A held job's score is its creation time (ms) plus, for batch work, this offset: one sorted
+# set per model then yields interactive work first and each lane oldest first. It is larger
+# than any epoch in ms and small enough to stay exact in a double.
+BATCH_OFFSET = 2 ** 42
+
+
+def held_score(job: Job, order: int = 0) -> int:
+    """Return a job's place in its model's held queue (`order` keeps a batch's own order)."""
+    base = int(job.created_at * 1000) + order
+    return base if job.priority == "interactive" else base + BATCH_OFFSET
 
 # Take a model's oldest held jobs and enter them in their family's queue index in one step,
 # so a releaser that dies before sending them leaves queued jobs the reaper will send.
@@ -46,6 +56,24 @@ class HeldQueues:
             pipe.zcard(names.held(model_id))
         return dict(zip(model_ids, (int(n) for n in pipe.execute())))
 
+    def lanes(self, model_ids: list[str]) -> dict[str, dict[str, tuple[int, float | None]]]:
+        """Return per model and lane (interactive, batch): held jobs and the oldest's creation (s)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for model_id in model_ids:
+            key = names.held(model_id)
+            pipe.zcount(key, "-inf", f"({BATCH_OFFSET}")
+            pipe.zrangebyscore(key, "-inf", f"({BATCH_OFFSET}", start=0, num=1, withscores=True)
+            pipe.zcount(key, BATCH_OFFSET, "+inf")
+            pipe.zrangebyscore(key, BATCH_OFFSET, "+inf", start=0, num=1, withscores=True)
+        replies = pipe.execute()
+        found = {}
+        for i, model_id in enumerate(model_ids):
+            n_i, first_i, n_b, first_b = replies[4 * i:4 * i + 4]
+            found[model_id] = {
+                "interactive": (int(n_i), first_i[0][1] / 1000 if first_i else None),
+                "batch": (int(n_b), (first_b[0][1] - BATCH_OFFSET) / 1000 if first_b else None)}
+        return found
+
     def room(self, queue: str, model_ids: list[str], concurrency: int, prefetch: int) -> int:
         """Return how many more jobs the family's live workers can take soon."""
         workers = count_workers(self._redis, [queue])[queue]
@@ -65,6 +93,6 @@ class HeldQueues:
         """Hold jobs again (their release failed), at the front of their model's queue."""
         pipe = self._redis.pipeline(transaction=False)
         for job in jobs:
-            pipe.zadd(names.held(job.model), {job.id: 0})
+            pipe.zadd(names.held(job.model), {job.id: held_score(job)})
             pipe.zrem(names.queued_in_queue(job.queue), job.id)
         pipe.execute()

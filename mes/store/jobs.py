@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from mes.jobs import Job, JobStatus
 from mes.store import names, scripts
 from mes.store.events import EVENTS_CAP, EventLog
+from mes.store.held import held_score
 from mes.store.leases import LeaseStore
 from mes.store.residency import ResidencyRecords
 from mes.store.names import FINAL_CHANNEL  # noqa: F401 - the waiter and tests listen on it
@@ -106,10 +107,11 @@ class RedisJobStore:
 
     def _write(self, job: Job, expected: str, *, queue_limit: int | None = None,
                idempotency: tuple[str, str] | None = None, slot: SlotClaim | None = None,
-               effects: Effects | None = None, restart: bool = False) -> Job:
+               effects: Effects | None = None, restart: bool = False,
+               hold: bool = False) -> Job:
         keys, args = self._save_call(job, expected, queue_limit=queue_limit,
                                      idempotency=idempotency, slot=slot, effects=effects,
-                                     restart=restart)
+                                     restart=restart, hold=hold)
         return self._saved(job, self._save(keys=keys, args=args))
 
     def create_many(self, jobs: list[Job], pipe) -> None:
@@ -124,7 +126,7 @@ class RedisJobStore:
 
     def _save_call(self, job: Job, expected: str, *, queue_limit: int | None = None,
                    idempotency: tuple[str, str] | None = None, slot: SlotClaim | None = None,
-                   effects: Effects | None = None, restart: bool = False
+                   effects: Effects | None = None, restart: bool = False, hold: bool = False
                    ) -> tuple[list[str], list[object]]:
         keys = self._keys(job)
         if idempotency is not None:
@@ -141,7 +143,8 @@ class RedisJobStore:
             EVENTS_CAP, "1" if restart else "", job.attempts, (job.error or {}).get("code", ""),
             len(effects.always), len(effects.on_saved),
             "interactive" if job.priority == "interactive" else "batch",
-            "1" if job.batch_id else "", repr(now), self.batch_ttl_s, job.batch_id or ""]
+            "1" if job.batch_id else "", repr(now), self.batch_ttl_s, job.batch_id or "",
+            "1" if hold else "", held_score(job)]
         for command in [*effects.always, *effects.on_saved]:
             args.append(len(command))
             args.extend(command)
@@ -162,7 +165,8 @@ class RedisJobStore:
         return dataclasses.replace(job, version=int(reply))
 
     def create(self, job: Job, queue_limit: int | None = None,
-               idempotency: tuple[str, str] | None = None, door: str | None = None) -> Job:
+               idempotency: tuple[str, str] | None = None, door: str | None = None,
+               hold: bool = False) -> Job:
         """Save a new job in one round trip.
 
         Fail if the id is taken (StaleJob), if `idempotency` = (key, body hash) is already
@@ -171,7 +175,7 @@ class RedisJobStore:
         """
         effects = Effects(on_saved=[("HINCRBY", names.METRICS_DOORS, door, 1)]) if door else None
         return self._write(job, "", queue_limit=queue_limit, idempotency=idempotency,
-                           effects=effects)
+                           effects=effects, hold=hold)
 
     def save(self, job: Job, *, slot: SlotClaim | None = None, effects: Effects | None = None,
              restart: bool = False) -> Job:

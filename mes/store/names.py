@@ -56,6 +56,31 @@ def owner_batches(owner: str) -> str:
     return f"mes:owner:{owner}:batches"
 
 
+def grant(backend: str) -> str:
+    """Return the hash of a backend's grants: model -> {since, state} (active or draining)."""
+    return f"mes:sched:{backend}:grant"
+
+
+def backend_loaded(backend: str) -> str:
+    """Return what the backend last said it has loaded (a short-lived cache of /api/ps)."""
+    return f"mes:sched:{backend}:loaded"
+
+
+def model_costs(backend: str) -> str:
+    """Return the hash of each model's last load time and run time per job on a backend."""
+    return f"mes:sched:{backend}:costs"
+
+
+def sched_counters(backend: str) -> str:
+    """Return the hash of a backend's scheduling counts: loads, load seconds, swaps avoided."""
+    return f"mes:sched:{backend}:counters"
+
+
+def sched_lock(backend: str) -> str:
+    """Return the lock one scheduler holds while it decides for a backend."""
+    return f"mes:sched:{backend}:lock"
+
+
 def release_lock(queue: str) -> str:
     """Return the lock one releaser holds while it hands a family's held jobs to workers."""
     return f"mes:release:{queue}:lock"

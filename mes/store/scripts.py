@@ -26,8 +26,9 @@ They assume one Redis (not a cluster): some keys they touch are passed in ARGV o
 #          (bookkeeping), ARGV[21] the job's lane (interactive or batch), ARGV[22] "1" if the
 #          job belongs to a batch (a new one is held, not entered in its family's queue),
 #          ARGV[23] now (s), ARGV[24] the batch's TTL once it ends (s);
-#          ARGV[25] the batch's id, ARGV[26...] the commands, each as its word count and its
-#          words;
+#          ARGV[25] the batch's id, ARGV[26] "1" to hold a new job (the scheduler releases
+#          it), ARGV[27] its held score; ARGV[28...] the commands, each as its word count and
+#          its words;
 #          the command DELIFEQ key value deletes key only if it holds value (a lease release).
 # An interactive job's queue limit counts the interactive lane only, so batch work never
 # locks interactive callers out; a batch-lane job's counts every queued job of the model.
@@ -36,7 +37,7 @@ They assume one Redis (not a cluster): some keys they touch are passed in ARGV o
 # Returns the new version, or -1 stale, -2 queue at its limit, -3 no free slot, or
 # {-4, binding} when the Idempotency-Key is already bound. Counts only new jobs.
 SAVE = """
-local at = 26
+local at = 28
 local function run_some(count)
   for _ = 1, count do
     local n = tonumber(ARGV[at])
@@ -75,7 +76,11 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[3], 'version', versi
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 if ARGV[2] == 'queued' then
   -- A batch's new job is held, not in its family's queue, until a release sends it.
-  if not (ARGV[1] == '' and ARGV[22] == '1') then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
+  if ARGV[1] == '' and ARGV[26] == '1' then
+    redis.call('ZADD', KEYS[13], ARGV[27], ARGV[5])
+  elseif not (ARGV[1] == '' and ARGV[22] == '1') then
+    redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+  end
   redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
   if ARGV[21] == 'interactive' then redis.call('ZADD', KEYS[11], ARGV[6], ARGV[5]) end
 else

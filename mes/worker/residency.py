@@ -35,10 +35,12 @@ class Residency:
     """Admit models onto a backend under the loaded-models cap."""
 
     def __init__(self, store: RedisJobStore, backend: OllamaClient, backend_name: str,
-                 max_loaded: int, lock_timeout_s: float = 30, lock_wait_s: float = 10):
+                 max_loaded: int, lock_timeout_s: float = 30, lock_wait_s: float = 10,
+                 pinned: frozenset[str] = frozenset()):
         self._store = store
         self._backend = backend
         self.max_loaded = max_loaded
+        self.pinned = pinned
         self._records = store.residency(backend_name, lock_timeout_s, lock_wait_s)
 
     def admit(self, model_id: str, now: float) -> Admission:
@@ -67,6 +69,9 @@ class Residency:
             log.info("event=model_evicted model=%s for=%s", victim, model_id)
             return Admission(True, evicted=victim)
 
+    def _registry_pinned(self, model: str) -> bool:
+        return model in self.pinned
+
     def pick_victim(self, candidates: set[str]) -> str | None:
         """Return the least recently used candidate that no job is using.
 
@@ -77,6 +82,8 @@ class Residency:
         admitted = self._records.admitted()
         for model in sorted(candidates, key=lambda m: max(last_used.get(m, 0.0),
                                                          admitted.get(m, 0.0))):
+            if self._registry_pinned(model):
+                continue  # pinned: never evicted, though it counts against the cap
             if not self._records.busy(model):
                 return model
         return None

@@ -22,6 +22,7 @@ from mes.errors import (BackendError, BackendUnavailable, JobCancelled, JobExpir
 from mes.jobs import Job, JobStatus
 from mes.registry import ModelRegistry, ModelSpec
 from mes.services import Services, connect_redis
+from mes.store.grants import GrantRecords
 from mes.store.jobs import Effects, RedisJobStore, SlotBusy, SlotClaim, StaleJob
 from mes.store.metrics import MetricsRecorder
 from mes.worker.breaker import CircuitBreaker
@@ -186,6 +187,10 @@ class JobRunner:
         result["timings"]["total_ms"] = round((finished - job.created_at) * 1000)
         # The bookkeeping rides along with the final save: one round trip for all of it.
         bookkeeping = self.store.usage_commands(job.model, finished)
+        # What the job paid to load its model, and its run time: the scheduler's costs.
+        bookkeeping += GrantRecords(self.store.redis, self.breaker.name).cost_commands(
+            job.model, load_s=result["timings"]["load_ms"] / 1000,
+            run_s=finished - job.started_at)
         if self.metrics:
             bookkeeping += self.metrics.job_ran_commands(
                 job.model, queue_wait_s=job.started_at - job.created_at,
@@ -262,8 +267,10 @@ def abandon_job(job_id: str, error: MESError, *, store: RedisJobStore,
 def build_runner(services: Services) -> JobRunner:
     """Build a worker process's job runner from its Services and the configured policy."""
     s = services.settings
+    pinned = frozenset(spec.id for spec in services.registry.models if spec.resident)
     residency = (Residency(services.store, services.backend, services.backend_name,
-                           s.max_loaded_models) if s.max_loaded_models > 0 else None)
+                           s.max_loaded_models, pinned=pinned)
+                 if s.max_loaded_models > 0 else None)
     return JobRunner(
         store=services.store, registry=services.registry, backend=services.backend,
         clock=services.clock,

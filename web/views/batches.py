@@ -109,10 +109,13 @@ def create_batch():
                          metadata=fields.get("metadata"),
                          max_timeout_s=s.settings.task_soft_time_limit_s,
                          request_id=g.get("request_id"))
-    families = [f for f in s.registry.families if any(
-        s.registry.get(model).family == f for model in batch.models)]
-    release_all(store=s.store, registry=s.registry, dispatch=c.dispatcher.send,
-                families=families)
+    if c.scheduler is not None:
+        c.scheduler.run(c.dispatcher.send, s.clock.now())
+    else:
+        families = [f for f in s.registry.families if any(
+            s.registry.get(model).family == f for model in batch.models)]
+        release_all(store=s.store, registry=s.registry, dispatch=c.dispatcher.send,
+                    families=families)
     return batch_response(batch_store().get(batch.id) or batch, 202)
 
 

@@ -15,6 +15,10 @@ bp = Blueprint("status", __name__, url_prefix="/v1")
 @require("admin")
 def status():
     """Report queues and depths, workers, loaded models, backend version, breaker and counters."""
-    s = ctx().services
-    return service_status(redis=s.redis, store=s.store, registry=s.registry, backend=s.backend,
-                          backend_name=s.backend_name, now=s.clock.now())
+    c = ctx()
+    s = c.services
+    report = service_status(redis=s.redis, store=s.store, registry=s.registry, backend=s.backend,
+                            backend_name=s.backend_name, now=s.clock.now())
+    report["scheduling"] = (c.scheduler.status(s.clock.now()) if c.scheduler is not None
+                            else {"enabled": False})
+    return report
