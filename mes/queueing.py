@@ -48,16 +48,7 @@ def beat_schedule(settings: Settings, registry: ModelRegistry) -> dict[str, Any]
         }
         for family in registry.families
     }
-    for family in registry.families:
-        # Held batch jobs are also released when a batch arrives and when one of its jobs
-        # ends; this sweep covers a worker that joined or a release that was skipped.
-        schedule[f"release-{family.name}"] = {
-            "task": RELEASE_TASK,
-            "schedule": float(settings.release_interval_s),
-            "args": (family.name,),
-            "options": {"queue": family.queue, "expires": float(settings.release_interval_s),
-                        "priority": BROKER_STEPS["interactive"]},
-        }
+
     for spec in registry.models:
         if not spec.warmup:
             continue

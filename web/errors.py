@@ -28,6 +28,11 @@ def error_response(exc: MESError):
     """Return the JSON response for one of our errors."""
     response = jsonify({"error": exc.to_dict()})
     response.status_code = exc.http_status
+    return with_error_headers(response, exc)
+
+
+def with_error_headers(response: Response, exc: MESError) -> Response:
+    """Add the headers an error carries in every door's shape: Retry-After, WWW-Authenticate."""
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s)))
     if isinstance(exc, Unauthorized):

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow import MarshmallowPlugin, resolver
 from flask import Blueprint, Flask, current_app, render_template_string
 from marshmallow import Schema
 from swagger_ui_bundle import swagger_ui_path
 
 from web import schemas
+from web.doors.openai import answers as openai_answers, protocol as openai_protocol
 
 OPENAPI_VERSION = "3.0.3"  # what the bundled Swagger UI 4 renders
 API_VERSION = "1.0.0"
@@ -49,6 +50,30 @@ ERROR_WORDS = {
     503: "The job could not be queued.",
 }
 V1_ERRORS = (401, 429)  # any /v1 route: no valid key, or over its rate
+# The compatible doors (web/doors): their routes need a key as /v1's do, and each answers
+# errors in its own shape, named here by its route prefix: (component name, JSON Schema).
+DOOR_ERRORS: dict[str, tuple[str, dict | type[Schema]]] = {
+    "/openai/v1/": ("OpenAIError", openai_answers.Error),
+}
+# Statuses only a door answers with: the OpenAI door's wait that ran out before the job ended.
+DOOR_ONLY_ERRORS = {504: "The job is not final when the wait runs out (`wait_timeout`); it "
+                         "goes on, and `X-MES-Job-ID` names it."}
+# Component names of the doors' marshmallow schemas, by module: OpenAI's Model is not MES's.
+DOOR_SCHEMA_PREFIX = {"web.doors.openai": "OpenAI"}
+
+
+def schema_name(schema) -> str:
+    """Name a schema's component; a door's schemas carry the door's prefix."""
+    cls = schema if isinstance(schema, type) else type(schema)
+    prefix = next((name for module, name in DOOR_SCHEMA_PREFIX.items()
+                   if cls.__module__.startswith(module + ".")), "")
+    return prefix + resolver(schema)
+
+
+def door_error(path: str) -> str | None:
+    """Return the error component of the door a path belongs to, None outside the doors."""
+    return next((name for prefix, (name, _) in DOOR_ERRORS.items() if path.startswith(prefix)),
+                None)
 
 
 @dataclass(frozen=True)
@@ -63,14 +88,18 @@ class Operation:
     location: tuple[int, ...] = ()  # statuses answered with a Location header
     path_words: dict[str, str] = field(default_factory=dict)
     makes_job: bool = False  # answers carry a job id that GET/DELETE /v1/jobs/{job_id} take
+    example: dict[str, Any] | None = None  # the request body's example; "model" is filled in
 
 
 JOB_PATH = {"job_id": "The job's id, as `POST /v1/jobs` gave it."}
 MODEL_PATH = {"model_id": "The model's id; it may contain `:` and `/`."}
+CHAT_EXAMPLE = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 HTML = {"text/html": {"schema": {"type": "string"}}}
 ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+# Each event of a stream, as a client (and schemathesis) reads it: its id, type and data.
+SSE = {"text/event-stream": {"schema": {"type": "object", "properties": {
+    "id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}}}}}
 
 OPERATIONS: dict[str, Operation] = {
     "service.health": Operation({200: ("Alive.", schemas.HealthSchema)}),
@@ -125,6 +154,25 @@ OPERATIONS: dict[str, Operation] = {
                                    makes_job=True),
     "status.status": Operation({200: ("Queues, workers, models, backend and counters.",
                                       schemas.StatusSchema)}, errors=(403,)),
+    "openai.chat_completions": Operation(
+        {200: ("A `chat.completion`; with `\"stream\": true`, `chat.completion.chunk`s as "
+               "Server-Sent Events ending with `data: [DONE]`.",
+               {"application/json": {"schema": openai_answers.ChatCompletion}, **SSE})},
+        errors=(400, 403, 404, 422, 503, 504), body=openai_protocol.ChatCompletionRequest,
+        idempotent=True, example=CHAT_EXAMPLE),
+    "openai.completions": Operation(
+        {200: ("A `text_completion`; with `\"stream\": true`, its chunks as Server-Sent "
+               "Events ending with `data: [DONE]`.",
+               {"application/json": {"schema": openai_answers.TextCompletion}, **SSE})},
+        errors=(400, 403, 404, 422, 503, 504), body=openai_protocol.CompletionRequest,
+        idempotent=True),
+    "openai.embeddings": Operation(
+        {200: ("The vectors, one per input.", openai_answers.EmbeddingList)},
+        errors=(400, 403, 404, 422, 503, 504), body=openai_protocol.EmbeddingRequest,
+        idempotent=True, example={"input": ["The capital of France is Paris."]}),
+    "openai.list_models": Operation({200: ("The registry's models.", openai_answers.ModelList)}),
+    "openai.get_model": Operation({200: ("The model.", openai_answers.Model)},
+                                  path_words=MODEL_PATH),
 }
 
 _PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
@@ -152,6 +200,16 @@ def _error_response(status: int) -> dict:
     return response
 
 
+def _door_error_response(name: str, status: int) -> dict:
+    schema = {"$ref": f"#/components/schemas/{name}"}
+    words = ERROR_WORDS.get(status) or DOOR_ONLY_ERRORS[status]
+    response = {"description": f"{words} In the door's own error shape.",
+                "content": {"application/json": {"schema": schema}}}
+    if status == 429:
+        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+    return response
+
+
 # OpenAPI links: a job's id leads to reading and cancelling it (clients and fuzzers follow them).
 JOB_LINKS = {
     "GetJob": {"operationId": "jobs_get_job", "parameters": {"job_id": "$response.body#/id"}},
@@ -165,7 +223,9 @@ def _operation(rule, method: str, view, doc: Operation, example_model: str) -> d
     op: dict[str, Any] = {"operationId": rule.endpoint.replace(".", "_"),
                           "summary": lines[0] if lines else rule.endpoint,
                           "tags": [rule.endpoint.split(".")[0]], "responses": {}}
-    if rule.rule.startswith("/v1/"):
+    door = door_error(rule.rule)
+    keyed = rule.rule.startswith("/v1/") or door is not None
+    if keyed:
         op["security"] = [{"bearerAuth": []}, {"apiKeyHeader": []}]
         op["description"] = ("Any valid key." if scopes is None else
                              "Needs the " + " or ".join(f"`{s}`" for s in scopes) +
@@ -193,7 +253,8 @@ def _operation(rule, method: str, view, doc: Operation, example_model: str) -> d
     if doc.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": doc.body,
-            "example": {"model": example_model, "prompt": "What is the capital of France?"}}}}
+            "example": {"model": example_model,
+                        **(doc.example or {"prompt": "What is the capital of France?"})}}}}
     for status, (words, schema) in sorted(doc.success.items()):
         response = {"description": words, "content": _content(schema)}
         if status in doc.location:
@@ -201,19 +262,20 @@ def _operation(rule, method: str, view, doc: Operation, example_model: str) -> d
         if doc.makes_job:
             response["links"] = JOB_LINKS
         op["responses"][str(status)] = response
-    errors = set(doc.errors) | (set(V1_ERRORS) if rule.rule.startswith("/v1/") else set())
+    errors = set(doc.errors) | (set(V1_ERRORS) if keyed else set())
     if _PARAM.search(rule.rule):
         # A path parameter that cannot be part of a URL path (a newline, say) matches no
         # route at all, and the router answers 404 not_found.
         errors.add(404)
     for status in sorted(errors):
-        op["responses"][str(status)] = {"$ref": f"#/components/responses/Error{status}"}
+        ref = f"#/components/responses/{door or 'Error'}{status}"
+        op["responses"][str(status)] = {"$ref": ref}
     return op
 
 
 def build_spec(app: Flask) -> dict:
     """Return the OpenAPI document of every route the app serves."""
-    plugin = MarshmallowPlugin()
+    plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
     spec = APISpec(title="MES: Model Execution Service", version=API_VERSION,
                    openapi_version=OPENAPI_VERSION, plugins=[plugin],
                    info={"description": "Queue-driven LLM inference. Errors all have one shape: "
@@ -233,6 +295,13 @@ def build_spec(app: Flask) -> dict:
                                           "required": True})
     for status in ERROR_CODES:
         spec.components.response(f"Error{status}", _error_response(status))
+    for name, schema in DOOR_ERRORS.values():
+        if isinstance(schema, dict):
+            spec.components.schema(name, schema)
+        else:
+            spec.components.schema(name, schema=schema)
+        for status in (*ERROR_CODES, *DOOR_ONLY_ERRORS):
+            spec.components.response(f"{name}{status}", _door_error_response(name, status))
     paths: dict[str, dict[str, dict]] = {}
     example_model = app.extensions["mes"].services.registry.models[0].id
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):

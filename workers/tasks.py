@@ -77,4 +77,6 @@ def register_tasks(app: Celery, services) -> None:
                              dispatch=send,
                              grace_s=s.settings.lease_ttl_s,
                              batch_max_wait_s=s.settings.batch_max_wait_s)
-        return report.__dict__
+        # Held jobs are released when they arrive and when a job ends; the sweep also covers
+        # a worker that joined, a release that was skipped, or a model the backend dropped.
+        return {**report.__dict__, "release": release(family)}

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.faults
 
 def test_worker_killed_mid_batch_every_job_ends_once(stack):
     stack.engine_args = ("--token-ms", "20", "--load-ms", "5", "--num-parallel", "8")
-    stack.extra_env = {"MES_RELEASE_INTERVAL_S": "1"}
+    stack.extra_env = {"MES_REAPER_INTERVAL_S": "1"}
     stack.start_redis()
     stack.start_engine()
     worker = stack.start_worker("w1", concurrency=2)

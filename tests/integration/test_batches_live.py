@@ -21,7 +21,7 @@ LINE = {"model": "smollm2:135m", "options": {"max_tokens": 8}}
 def stack(tmp_path_factory):
     with PrivateStack(tmp_path_factory.mktemp("batches"),
                       engine_args=("--token-ms", "5", "--load-ms", "5", "--num-parallel", "8"),
-                      settings={"MES_RELEASE_INTERVAL_S": "1", "MES_BACKEND_MAX_RETRIES": "3"},
+                      settings={"MES_REAPER_INTERVAL_S": "1", "MES_BACKEND_MAX_RETRIES": "3"},
                       web_workers=1) as stack:
         stack.start_redis()
         stack.start_engine()
