@@ -14,6 +14,7 @@ from mes.bench.load import run_load
 from mes.bench.report import summarise, table
 from mes.bench.scenarios import MODEL, ZERO_LATENCY, _drain, _submit_batch, say
 from mes.bench.stack import BenchStack
+from mes.store import names
 
 
 def rss_mb(pid: int) -> float:
@@ -50,7 +51,7 @@ def memory(args) -> dict[str, Any]:
         after = client.info("memory")["used_memory"]
         per_job = (after - before) / finished
         sample = [json.loads(raw) for raw in (client.hget(key, "data")
-                                               for key in list(client.scan_iter("mes:job:*", count=1000))[:200])
+                                               for key in list(client.scan_iter(names.job("*"), count=1000))[:200])
                   if raw]
         payload = statistics.mean(len(json.dumps(job["request"])) + len(job["result"]["text"])
                                   + len(json.dumps(job["metadata"])) for job in sample)

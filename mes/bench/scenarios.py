@@ -12,6 +12,7 @@ import requests
 from mes.bench.load import run_load
 from mes.bench.report import median_of, summarise, table
 from mes.bench.stack import BenchStack
+from mes.store import names
 
 MODEL = "smollm2:135m"
 ZERO_LATENCY = ("--simulated", "--token-ms", "0", "--prompt-ms", "0", "--load-ms", "0",
@@ -68,7 +69,7 @@ def _drain(stack: BenchStack, target: int, timeout_s: float) -> float:
     client = stack.redis()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        counters = client.hgetall("mes:counters")
+        counters = client.hgetall(names.COUNTERS)
         ended = sum(int(v) for k, v in counters.items() if k != "jobs_submitted")
         if ended >= target:
             return time.monotonic()

@@ -29,12 +29,15 @@ def count_refusal(redis, code: str) -> None:
 class ServiceCollector:
     """Yield the breaker, queue limits, models on the backend and refusals, at scrape time."""
 
-    def __init__(self, redis, registry, backend, backend_name: str, now: Callable[[], float]):
+    def __init__(self, redis, registry, backend_name: str, now: Callable[[], float],
+                 models_on_backend: Callable[[], dict[str, bool | None]]):
         self._redis = redis
         self._registry = registry
-        self._backend = backend
         self._backend_name = backend_name
         self._now = now
+        # Each model's presence on the backend, None for all when the backend cannot be asked
+        # (mes.intake.backend_models.availability, passed in: the store sits below the intake).
+        self._models_on_backend = models_on_backend
 
     def collect(self) -> Iterable:
         """Read every metric; a failing backend only hides model_available."""
@@ -56,13 +59,11 @@ class ServiceCollector:
         for code, value in self._redis.hgetall(REFUSED).items():
             refused.add_metric([code], float(value))
         yield refused
-        # Imported here: mes.intake reads the store, not the other way round at import time.
-        from mes.intake.backend_models import backend_model_names, has_model
-        available = backend_model_names(self._backend)
-        if available is None:
+        presence = self._models_on_backend()
+        if None in presence.values():
             return
         gauge = GaugeMetricFamily("mes_model_available", "1 if the backend has the model",
                                   labels=["model"])
-        for spec in self._registry.models:
-            gauge.add_metric([spec.id], 1.0 if has_model(spec.id, available) else 0.0)
+        for model, present in presence.items():
+            gauge.add_metric([model], 1.0 if present else 0.0)
         yield gauge

@@ -3,32 +3,15 @@ and imports llama-cpp-python lazily, so it runs (simulated) where that is not in
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import mes.engine
+from tests.support.imports import imports
 
 ENGINE_DIR = Path(mes.engine.__file__).parent
 LAZY_ALLOWED = {"llama_cpp"}  # only inside functions
-
-
-def imports(path: Path) -> list[tuple[str, bool]]:
-    """Return (module, inside a function) for every absolute import in PATH."""
-    found = []
-
-    def visit(node: ast.AST, in_function: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
-            if isinstance(child, ast.Import):
-                found.extend((alias.name, in_function) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.level == 0:
-                found.append((child.module or "", in_function))
-            visit(child, nested)
-
-    visit(ast.parse(path.read_text()), False)
-    return found
 
 
 def test_engine_imports_only_stdlib_and_itself():

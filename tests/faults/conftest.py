@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests.stack import ALICE, FINAL, MODEL, PrivateStack  # noqa: F401 - ALICE, MODEL for tests
+from tests.support.stack import ALICE, FINAL, MODEL, PrivateStack  # noqa: F401 - ALICE, MODEL for tests
 
 pytestmark = pytest.mark.faults
 

@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
+from mes.bench.processes import wait_until
 from tests.faults.conftest import ALICE, report
-from tests.procs import wait_until
 
 pytestmark = pytest.mark.faults
 

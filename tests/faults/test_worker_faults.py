@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from mes.bench.processes import wait_until
 from tests.faults.conftest import report
-from tests.procs import wait_until
 
 pytestmark = pytest.mark.faults
 SLOW = ("--token-ms", "60", "--load-ms", "5", "--num-parallel", "8")  # about 1 s per job

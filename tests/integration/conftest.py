@@ -1,81 +1,60 @@
-"""Run the real stack: redis-server, the engine, Celery workers and gunicorn, as processes."""
+"""Run the real stack: redis-server, the engine, Celery workers and gunicorn, as processes.
+
+One private stack serves the whole session; each fixture starts its part the first time a test
+asks for it, and the stack stops everything at the end.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
-import redis as redis_lib
 import requests
 
-from mes.store.health import count_workers
-from mes.stack import free_port, web_command, worker_command
-from tests.conftest import KEYS, MODELS_FILE
-from tests.procs import Proc, start_engine, start_redis, wait_until
+from tests.support.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def log_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("stack")
+def shared_stack(tmp_path_factory):
+    stack = PrivateStack(tmp_path_factory.mktemp("stack"),
+                         engine_args=("--model", "smollm2:135m", "--model", "phi3:mini",
+                                      "--token-ms", "2", "--load-ms", "5"),
+                         settings={"MES_BACKEND_MAX_RETRIES": "1"}, web_workers=2)
+    yield stack
+    stack.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_url(log_dir):
-    proc, url = start_redis(log_dir)
-    yield url
-    proc.stop()
+def log_dir(shared_stack):
+    return shared_stack.log_dir
 
 
 @pytest.fixture(scope="session")
-def base_env(redis_url):
-    env = dict(os.environ)
-    env.update({"MES_REDIS_URL": redis_url, "MES_MODELS_FILE": str(MODELS_FILE),
-                "MES_API_KEYS": KEYS, "MES_BACKEND_MAX_RETRIES": "1",
-                "MES_WORKER_HEARTBEAT_S": "1", "PYTHONUNBUFFERED": "1"})
-    return env
+def redis_url(shared_stack):
+    shared_stack.start_redis()
+    return shared_stack.redis_url
 
 
 @pytest.fixture(scope="session")
-def engine(log_dir, base_env):
-    proc, url = start_engine(log_dir, base_env, "--model", "smollm2:135m", "--model", "phi3:mini",
-                             "--token-ms", "2", "--load-ms", "5")
-    yield url
-    proc.stop()
+def engine(shared_stack, redis_url):
+    return shared_stack.start_engine()
 
 
 @pytest.fixture(scope="session")
-def stack_env(base_env, engine):
-    return {**base_env, "MES_OLLAMA_URL": engine}
+def stack_env(shared_stack, engine):
+    return shared_stack.env()
 
 
 @pytest.fixture(scope="session")
-def workers(stack_env, redis_url, log_dir):
-    bin_dir = os.path.dirname(sys.executable)
-    env = {**stack_env, "PATH": bin_dir + os.pathsep + stack_env.get("PATH", "")}
-    procs = [Proc("worker-smollm", worker_command("mes.smollm", "smollm", 2), env, log_dir),
-             Proc("worker-phi", worker_command("mes.phi", "phi", 1), env, log_dir)]
-    client = redis_lib.Redis.from_url(redis_url)
-    for proc, queue in zip(procs, ["mes.smollm", "mes.phi"]):
-        wait_until(lambda: count_workers(client, [queue])[queue] > 0, 60,
-                   f"{proc.name} heartbeat", proc)
-    yield procs
-    for proc in procs:
-        proc.stop()
+def workers(shared_stack, engine):
+    return [shared_stack.start_worker("smollm", concurrency=2, queue="mes.smollm"),
+            shared_stack.start_worker("phi", concurrency=1, queue="mes.phi")]
 
 
 @pytest.fixture(scope="session")
-def web(stack_env, log_dir, workers):
-    port = free_port()
-    bin_dir = os.path.dirname(sys.executable)
-    env = {**stack_env, "PATH": bin_dir + os.pathsep + stack_env.get("PATH", "")}
-    proc = Proc("web", web_command("127.0.0.1", port, 2), env, log_dir)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: requests.get(url + "/health", timeout=1).ok, 30, "gunicorn", proc)
-    yield url
-    proc.stop()
+def web(shared_stack, workers):
+    shared_stack.start_web()
+    return shared_stack.web_url
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from mes import client as mc
 from mes.cli import main as cli
+from tests.support.stub_server import StubServer
 
 pytestmark = pytest.mark.integration
 
@@ -28,51 +27,34 @@ class RefusingProxy:
     """
 
     def __init__(self, target: str, refuse: int = 1, retry_after: str = "1"):
-        self.seen: list[tuple[str, str]] = []
-        self.forwarded: list[tuple[str, str]] = []
+        self.target = target
         self.refuse = refuse
-        proxy = self
+        self.retry_after = retry_after
+        self.forwarded: list[tuple[str, str]] = []
+        self.stub = StubServer(self._answer)
+        self.url = self.stub.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                proxy.seen.append((self.command, self.path))
-                if self.command == "POST" and proxy.refuse > 0:
-                    proxy.refuse -= 1
-                    self._answer(429, json.dumps({"error": {
-                        "code": "queue_full", "message": "the model's queue is full",
-                        "details": {"model": "smollm2:135m"}}}).encode(),
-                        {"Retry-After": retry_after, "Content-Type": "application/json"})
-                    return
-                proxy.forwarded.append((self.command, self.path))
-                headers = {k: v for k, v in self.headers.items() if k in FORWARDED_HEADERS}
-                upstream = requests.request(self.command, target + self.path, data=body,
-                                            headers=headers, timeout=120)
-                keep = {k: v for k, v in upstream.headers.items()
-                        if k in ("Content-Type", "Location", "Retry-After", "X-Request-ID")}
-                self._answer(upstream.status_code, upstream.content, keep)
+    @property
+    def seen(self) -> list[tuple[str, str]]:
+        """Return (method, path) of every request, refused or forwarded."""
+        return [(request["method"], request["target"]) for request in self.stub.requests]
 
-            def _answer(self, status, data, headers):
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = _handle
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+    def _answer(self, request):
+        if request["method"] == "POST" and self.refuse > 0:
+            self.refuse -= 1
+            return (429, {"error": {"code": "queue_full", "message": "the model's queue is full",
+                                    "details": {"model": "smollm2:135m"}}},
+                    {"Retry-After": self.retry_after})
+        self.forwarded.append((request["method"], request["target"]))
+        headers = {k: v for k, v in request["headers"].items() if k in FORWARDED_HEADERS}
+        upstream = requests.request(request["method"], self.target + request["target"],
+                                    data=request["raw"] or None, headers=headers, timeout=120)
+        keep = {k: v for k, v in upstream.headers.items()
+                if k in ("Content-Type", "Location", "Retry-After", "X-Request-ID")}
+        return upstream.status_code, upstream.content, keep
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.stub.stop()
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from mes.stack import free_port, port_is_free
+from mes.bench.processes import Proc, wait_until
 from tests.conftest import MODELS_FILE
-from tests.procs import Proc, wait_until
 
 pytestmark = pytest.mark.integration
 

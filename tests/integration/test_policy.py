@@ -11,8 +11,8 @@ import redis as redis_lib
 import requests
 
 from mes.store.leases import LeaseStore
-from tests.procs import wait_until
-from tests.stack import ALICE, PrivateStack
+from mes.bench.processes import wait_until
+from tests.support.stack import ALICE, PrivateStack
 
 pytestmark = pytest.mark.integration
 SLOW = ("--token-ms", "25", "--load-ms", "5", "--num-parallel", "8", "--max-loaded", "10")

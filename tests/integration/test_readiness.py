@@ -7,8 +7,8 @@ import signal
 import pytest
 import requests
 
-from tests.procs import wait_until
-from tests.stack import PrivateStack
+from mes.bench.processes import wait_until
+from tests.support.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_ready_turns_503_when_a_family_worker_or_redis_stops(tmp_path):
         assert status == 503 and body["workers"] == {"smollm": 0, "phi": 1}
         stack.start_worker("smollm2", concurrency=1)
         wait_until(lambda: ready(stack)[0] == 200, 30, "ready again")
-        stack.redis.stop(signal.SIGTERM)
+        stack.redis_server.stop(signal.SIGTERM)
         status, body = ready(stack)
         assert status == 503 and body["redis"].startswith("down")
     finally:

@@ -20,8 +20,8 @@ import requests
 from mes.store.health import count_workers
 from mes.stack import StackOptions, free_port, process_table, web_command, worker_command
 from mes.registry import ModelRegistry
+from mes.bench.processes import Proc, start_redis, wait_until
 from tests.conftest import KEYS, MODELS_FILE
-from tests.procs import Proc, start_redis, wait_until
 
 pytestmark = [
     pytest.mark.integration,

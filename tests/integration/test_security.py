@@ -16,8 +16,8 @@ import requests
 from mes.keys import EXAMPLE_KEY
 from mes.stack import StackOptions, free_port, process_table, web_command
 from mes.registry import ModelRegistry
+from mes.bench.processes import Proc, wait_until
 from tests.conftest import MODELS_FILE
-from tests.procs import Proc, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
+from operator import attrgetter
+
 import pytest
 
 from mes.backends.ollama import OllamaClient
 from mes.engine.config import EngineConfig
 from mes.engine.server import EngineServer
 from mes.intake.submit import submit_job
+from tests.support.dispatcher import RecordingDispatcher
 
-
-class ListDispatcher:
-    def __init__(self):
-        self.sent = []
-
-    def send(self, job):
-        self.sent.append(job.id)
+# Core tests compare the ids that were sent.
+ListDispatcher = partial(RecordingDispatcher, keep=attrgetter("id"))
 
 
 @pytest.fixture(scope="module")

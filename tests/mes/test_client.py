@@ -6,67 +6,17 @@ import json
 import pickle
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from mes import client as mc
 from mes.stack import free_port
+from tests.support.stub_server import StubServer
 
 QUEUED = {"id": "job_1", "status": "queued", "model": "smollm2:135m",
           "created_at": "2025-01-01T00:00:00Z", "deadline_at": "2025-01-01T00:01:00Z"}
 RUNNING = {**QUEUED, "status": "running"}
 DONE = {**QUEUED, "status": "succeeded", "result": {"text": "Paris"}}
-
-
-class Stub:
-    """Answer scripted replies in order (then the default) and record every request."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.replies: list[tuple] = []
-        self.default = (200, {})
-        self._lock = threading.Lock()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                url = urlsplit(self.path)
-                with stub._lock:
-                    stub.requests.append({
-                        "method": self.command, "path": url.path, "query": parse_qs(url.query),
-                        "headers": dict(self.headers), "body": json.loads(raw) if raw else None})
-                    reply = stub.replies.pop(0) if stub.replies else stub.default
-                if reply == "drop":
-                    self.close_connection = True  # hang up without answering
-                    return
-                status, body, *rest = reply
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in (rest[0] if rest else {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = _serve
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class FakeTime:
@@ -86,9 +36,8 @@ class FakeTime:
 
 @pytest.fixture
 def stub():
-    server = Stub()
-    yield server
-    server.stop()
+    with StubServer() as server:
+        yield server
 
 
 @pytest.fixture

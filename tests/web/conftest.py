@@ -1,20 +1,8 @@
 import pytest
 
 from tests.conftest import make_services
+from tests.support.dispatcher import RecordingDispatcher
 from web.app import create_app
-
-
-class RecordingDispatcher:
-    """Keep sent jobs in memory instead of publishing them."""
-
-    def __init__(self):
-        self.sent = []
-        self.fail = False
-
-    def send(self, job):
-        if self.fail:
-            raise ConnectionError("broker down")
-        self.sent.append(job)
 
 
 @pytest.fixture

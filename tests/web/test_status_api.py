@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import fakeredis
 import pytest
 
@@ -15,6 +11,7 @@ from mes.worker.heartbeat import WorkerHeartbeat
 from mes.intake.status import service_status
 from mes.store.jobs import RedisJobStore
 from tests.conftest import make_services
+from tests.support.stub_server import StubServer
 from tests.web.conftest import ALICE, OPS, ROOT
 from web.app import create_app
 
@@ -26,24 +23,8 @@ PS = {"models": [{"name": "smollm2:135m", "model": "smollm2:135m", "size": 270_0
 def ollama():
     """Serve /api/version and /api/ps the way Ollama does."""
     answers = {"/api/version": {"version": "0.5.7"}, "/api/ps": PS}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            data = json.dumps(answers[self.path]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with StubServer(lambda request: (200, answers[request["target"]])) as server:
+        yield server.url
 
 
 @pytest.fixture

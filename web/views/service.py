@@ -8,6 +8,7 @@ from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from mes.errors import Unauthorized
+from mes.intake.backend_models import availability, backend_model_names
 from mes.store.metrics import RedisCollector
 from mes.store.service_metrics import ServiceCollector
 from mes.intake.readiness import check_ready
@@ -35,8 +36,9 @@ def metrics_registry(services) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(services.redis, services.registry, services.store,
                                      services.backend))
-    registry.register(ServiceCollector(services.redis, services.registry, services.backend,
-                                       services.backend_name, services.clock.now))
+    registry.register(ServiceCollector(
+        services.redis, services.registry, services.backend_name, services.clock.now,
+        lambda: availability(services.registry, backend_model_names(services.backend))))
     return registry
 
 
