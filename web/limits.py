@@ -38,8 +38,9 @@ def check_json_body() -> None:
 
 
 def prompt_chars(body: dict[str, Any]) -> int:
-    """Count the characters of text a job sends to the model: prompt, system and messages."""
+    """Count the characters of text a job sends to the model: prompt, system, messages, input."""
     total = len(body.get("prompt") or "") + len(body.get("system") or "")
+    total += sum(len(text) for text in body.get("input") or ())  # an embed job's texts
     return total + sum(len(message.get("content") or "") for message in body.get("messages") or ())
 
 

@@ -124,6 +124,15 @@ def test_embeddings_in_floats_and_the_sdks_default_base64(client, store, dispatc
         (JobKind.EMBED, {"input": ["a", "b"]}), (JobKind.EMBED, {"input": ["a"]})]
 
 
+def test_input_limits_apply_to_embeddings_as_to_prompts(make_app):
+    client = sdk(make_app(max_prompt_chars=10))
+    with pytest.raises(openai.BadRequestError) as large:
+        client.embeddings.create(model=MODEL, input=["a" * 6, "b" * 5], encoding_format="float")
+    assert large.value.code == "payload_too_large"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "c" * 11}])
+
+
 def test_models_list_and_one_model(client):
     assert [model.id for model in client.models.list()] == ["smollm2:135m", "phi3:mini",
                                                            "ghost:1b"]
