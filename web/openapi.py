@@ -19,6 +19,7 @@ from marshmallow import Schema
 from swagger_ui_bundle import swagger_ui_path
 
 from web import schemas
+from web.doors.ollama import protocol as ollama_protocol
 from web.doors.openai import answers as openai_answers, protocol as openai_protocol
 
 OPENAPI_VERSION = "3.0.3"  # what the bundled Swagger UI 4 renders
@@ -53,13 +54,15 @@ V1_ERRORS = (401, 429)  # any /v1 route: no valid key, or over its rate
 # The compatible doors (web/doors): their routes need a key as /v1's do, and each answers
 # errors in its own shape, named here by its route prefix: (component name, JSON Schema).
 DOOR_ERRORS: dict[str, tuple[str, dict | type[Schema]]] = {
+    "/ollama/": ("OllamaError", {"type": "object", "required": ["error"],
+                                 "properties": {"error": {"type": "string"}}}),
     "/openai/v1/": ("OpenAIError", openai_answers.Error),
 }
 # Statuses only a door answers with: the OpenAI door's wait that ran out before the job ended.
 DOOR_ONLY_ERRORS = {504: "The job is not final when the wait runs out (`wait_timeout`); it "
                          "goes on, and `X-MES-Job-ID` names it."}
 # Component names of the doors' marshmallow schemas, by module: OpenAI's Model is not MES's.
-DOOR_SCHEMA_PREFIX = {"web.doors.openai": "OpenAI"}
+DOOR_SCHEMA_PREFIX = {"web.doors.openai": "OpenAI", "web.doors.ollama": "Ollama"}
 
 
 def schema_name(schema) -> str:
@@ -100,6 +103,8 @@ ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
 # Each event of a stream, as a client (and schemathesis) reads it: its id, type and data.
 SSE = {"text/event-stream": {"schema": {"type": "object", "properties": {
     "id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}}}}}
+OLLAMA_COMPLETION = {"application/x-ndjson": {"schema": {"type": "string"}},
+                     "application/json": {"schema": {"type": "object"}}}
 
 OPERATIONS: dict[str, Operation] = {
     "service.health": Operation({200: ("Alive.", schemas.HealthSchema)}),
@@ -152,6 +157,29 @@ OPERATIONS: dict[str, Operation] = {
                                           schemas.JobSchema)},
                                    errors=(400, 403, 503), location=(202,), path_words=MODEL_PATH,
                                    makes_job=True),
+    "ollama.generate": Operation(
+        {200: ("Ollama's answer: NDJSON chunks `{\"model\", \"created_at\", \"response\", "
+               "\"done\": false}` then a last one with `done: true`, `done_reason` and the "
+               "statistics; with `\"stream\": false` one JSON object. No prompt: the load "
+               "(or, with `keep_alive: 0`, unload) answer.", OLLAMA_COMPLETION)},
+        errors=(400, 403, 404, 413, 422, 503), body=ollama_protocol.GenerateSchema,
+        idempotent=True, makes_job=True),
+    "ollama.chat": Operation(
+        {200: ("As for generate, with `message: {\"role\": \"assistant\", \"content\"}` in "
+               "place of `response`; no messages loads or unloads.", OLLAMA_COMPLETION)},
+        errors=(400, 403, 404, 413, 422, 503), body=ollama_protocol.ChatSchema,
+        idempotent=True, makes_job=True),
+    "ollama.embed": Operation(
+        {200: ("`{\"model\", \"embeddings\", \"total_duration\", \"load_duration\", "
+               "\"prompt_eval_count\"}`.", ANY_JSON)},
+        errors=(400, 403, 404, 413, 422, 503), body=ollama_protocol.EmbedSchema,
+        idempotent=True, makes_job=True),
+    "ollama.tags": Operation({200: ("`{\"models\": [...]}`: every registry model.", ANY_JSON)}),
+    "ollama.show": Operation({200: ("One registry model's details and fixed options.",
+                                    ANY_JSON)}, errors=(400, 404), body=ollama_protocol.ShowSchema),
+    "ollama.ps": Operation({200: ("`{\"models\": [...]}`: what the backend has loaded.",
+                                  ANY_JSON)}, errors=(503,)),
+    "ollama.version": Operation({200: ("`{\"version\"}`: the backend's version.", ANY_JSON)}),
     "status.status": Operation({200: ("Queues, workers, models, backend and counters.",
                                       schemas.StatusSchema)}, errors=(403,)),
     "openai.chat_completions": Operation(
