@@ -140,6 +140,17 @@ def test_a_wait_that_runs_out_is_504_naming_the_job_which_goes_on(stack, client,
     requests.delete(f"{stack.web_url}/v1/jobs/{job_id}", headers=ALICE, timeout=5)
 
 
+def test_a_retry_after_streamed_text_ends_the_stream_with_an_error(stack, client, faults):
+    faults(error_mid_stream=1)  # the first try fails after a few tokens; MES retries it
+    with client.chat.completions.with_streaming_response.create(
+            model=MODEL, messages=HI, max_tokens=16, stream=True) as raw:
+        job_id = raw.headers["X-MES-Job-ID"]
+        with pytest.raises(openai.APIError) as restarted:
+            list(raw.parse())
+    assert restarted.value.code == "stream_restarted" and job_id in restarted.value.message
+    assert stack.settle([job_id], 10)[job_id]["status"] == "cancelled"
+
+
 def cancelled_on_the_engine(stack, before: int) -> None:
     wait_until(lambda: stack.engine_stats(MODEL)["cancelled"] > before, 10,
                "the engine stopped generating")
