@@ -247,3 +247,16 @@ def test_a_job_still_running_after_the_wait_is_504_naming_it():
 def test_mes_errors_become_openai_errors(status, code, wire_status, wire_code, kind):
     assert translate.wire_error(status, code, "words", "model") == (wire_status, {"error": {
         "message": "words", "type": kind, "param": "model", "code": wire_code}})
+
+
+def test_the_wire_modules_import_no_flask():
+    import ast
+    import inspect
+
+    from web.doors.openai import chunks
+    for module in (protocol, answers, translate, chunks):
+        tree = ast.parse(inspect.getsource(module))
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {name for name in names if name and name.split(".")[0] == "flask"}, module
