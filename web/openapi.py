@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, current_app, render_template_string
 from marshmallow import Schema
 from swagger_ui_bundle import swagger_ui_path
 
-from web import schemas
+from web import batch_schemas, schemas
 from web.doors.ollama import protocol as ollama_protocol
 from web.doors.openai import answers as openai_answers, protocol as openai_protocol
 
@@ -105,6 +105,8 @@ SSE = {"text/event-stream": {"schema": {"type": "object", "properties": {
     "id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}}}}}
 OLLAMA_COMPLETION = {"application/x-ndjson": {"schema": {"type": "string"}},
                      "application/json": {"schema": {"type": "object"}}}
+NDJSON = {"application/x-ndjson": {"schema": {"type": "string"}}}
+BATCH_PATH = {"batch_id": "The batch's id, as `POST /v1/batches` gave it."}
 
 OPERATIONS: dict[str, Operation] = {
     "service.health": Operation({200: ("Alive.", schemas.HealthSchema)}),
@@ -120,7 +122,7 @@ OPERATIONS: dict[str, Operation] = {
         errors=(400, 403, 413, 422, 503), body=schemas.JobRequestSchema, idempotent=True,
         location=(200, 202), makes_job=True),
     "jobs.list_jobs": Operation({200: ("The caller's jobs, newest first.", schemas.JobListSchema)},
-                                errors=(400, 403), query=schemas.ListQuerySchema),
+                                errors=(400, 403, 404), query=schemas.ListQuerySchema),
     "jobs.get_job": Operation({200: ("The job.", schemas.JobSchema)}, errors=(400, 403, 404),
                               query=schemas.WaitQuerySchema, location=(200,),
                               path_words=JOB_PATH),
@@ -201,6 +203,24 @@ OPERATIONS: dict[str, Operation] = {
     "openai.list_models": Operation({200: ("The registry's models.", openai_answers.ModelList)}),
     "openai.get_model": Operation({200: ("The model.", openai_answers.Model)},
                                   path_words=MODEL_PATH),
+    "batches.create_batch": Operation(
+        {202: ("The batch, accepted whole; its jobs are queued.", batch_schemas.BatchSchema)},
+        errors=(400, 403, 413, 503), body=batch_schemas.BatchSubmitSchema,
+        query=batch_schemas.BatchQuerySchema, location=(202,)),
+    "batches.list_batches": Operation(
+        {200: ("The caller's batches, newest first.", batch_schemas.BatchListSchema)},
+        errors=(400, 403), query=batch_schemas.BatchListQuerySchema),
+    "batches.get_batch": Operation({200: ("The batch.", batch_schemas.BatchSchema)},
+                                   errors=(403, 404), location=(200,), path_words=BATCH_PATH),
+    "batches.delete_batch": Operation(
+        {200: ("The batch, cancelling: every job not yet final is cancelled.",
+               batch_schemas.BatchSchema)},
+        errors=(403, 404, 409), location=(200,), path_words=BATCH_PATH),
+    "batches.batch_results": Operation(
+        {200: ("The batch's final jobs as JSONL, in request order: one "
+               "`{\"index\", \"custom_id\", \"job\"}` a line, stopping at the first job "
+               "not final yet.", NDJSON)},
+        errors=(400, 403, 404), query=batch_schemas.ResultsQuerySchema, path_words=BATCH_PATH),
 }
 
 _PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from mes.errors import Unauthorized
 from mes.intake.backend_models import availability, backend_model_names
+from mes.scheduling.metrics import SchedulingCollector
 from mes.store.metrics import RedisCollector
 from mes.store.service_metrics import ServiceCollector
 from mes.intake.readiness import check_ready
@@ -53,4 +54,6 @@ def metrics():
             raise Unauthorized("/metrics needs 'Authorization: Bearer <MES_METRICS_TOKEN>'")
     if c.metrics is None:
         c.metrics = metrics_registry(c.services)
+        if c.scheduler is not None:
+            c.metrics.register(SchedulingCollector(c.scheduler, c.services.clock.now))
     return Response(generate_latest(c.metrics), mimetype=CONTENT_TYPE_LATEST)
