@@ -182,6 +182,12 @@ def test_errors_are_ollamas_shape(client, dispatcher):
     assert dispatcher.sent == []
 
 
+def test_odd_field_names_are_ignored_without_breaking_the_answer(client):
+    response = client.post("/ollama/api/embed", headers=ALICE, json={
+        "model": MODEL, "input": "x", "\u00e9t\u00e9": 1, "options": {"\ud945\udc74": 1, "num_gpu": 1}})
+    assert response.status_code == 200 and response.headers["X-MES-Ignored"] == "num_gpu"
+
+
 def test_a_body_without_content_type_is_read_as_json(client):
     # curl -d sends application/x-www-form-urlencoded, as Ollama's own examples do.
     response = client.post("/ollama/api/generate", headers=ALICE,

@@ -87,6 +87,24 @@ def test_wire_types_are_checked_like_ollamas_decoder():
     assert protocol.load_show({"name": "phi3:mini"}) == "phi3:mini"
 
 
+def test_the_ignored_header_holds_only_plain_names_and_stays_short():
+    assert translate.header_value(["num_ctx", "caf\u00e9", "\ud945x", "a b", "num_ctx"]) == "num_ctx"
+    long = translate.header_value([f"option_{i:04d}" for i in range(500)])
+    assert len(long) <= translate.HEADER_MAX_CHARS + 4 and long.endswith(",option_0084,...")
+    assert translate.header_value([]) == ""
+
+
+@pytest.mark.parametrize("raw", [{"stream": 0}, {"stream": "false"}, {"top_logprobs": 2.5},
+                                 {"truncate": 1}, {"context": [1.5]}])
+def test_wire_types_are_strict_as_go_decodes_them(raw):
+    with pytest.raises(ValidationError):
+        protocol.load_generate({"model": "m", "prompt": "p", **raw})
+    with pytest.raises(ValidationError):
+        protocol.load_show({"model": "m", "verbose": 0})
+    with pytest.raises(ValidationError):
+        protocol.load_embed({"model": "m", "dimensions": 2.0})
+
+
 def test_model_names_resolve_as_in_ollama(registry):
     assert translate.resolve_model("phi3:mini", registry) == "phi3:mini"
     with pytest.raises(UnknownModel) as unknown:
@@ -96,7 +114,7 @@ def test_model_names_resolve_as_in_ollama(registry):
 
 @pytest.mark.parametrize("value,zero", [(0, True), ("0", True), ("0s", True), ("0m", True),
                                         (0.0, True), ("5m", False), (-1, False), (None, False),
-                                        ("", False), (False, False)])
+                                        ("", False), (False, False), ("ms", False), (".", False)])
 def test_keep_alive_zero_means_unload(value, zero):
     assert translate.keep_alive_is_zero(value) is zero
     wire = {"model": "m", "prompt": ""} if value is None else {"model": "m", "keep_alive": value}

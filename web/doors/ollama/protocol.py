@@ -20,6 +20,20 @@ UNSUPPORTED = ("images", "tools", "suffix", "template", "context", "raw", "think
                "top_logprobs")
 
 
+class Flag(fields.Boolean):
+    """Take only JSON true or false, as Ollama's decoder does (not 0, 1 or "true")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def count(**kwargs) -> fields.Integer:
+    """Return a field for a JSON integer (2.5 and "2" are refused, as Go refuses them)."""
+    return fields.Integer(strict=True, allow_none=True, **kwargs)
+
+
 class WireSchema(Schema):
     """Accept what Ollama's decoder accepts: unknown fields are left out, null means absent."""
 
@@ -36,12 +50,12 @@ class CompletionSchema(WireSchema):
     """Hold the fields /api/generate and /api/chat share."""
 
     format = fields.Raw(allow_none=True)
-    stream = fields.Boolean(allow_none=True, load_default=True)
-    truncate = fields.Boolean(allow_none=True)
-    shift = fields.Boolean(allow_none=True)
+    stream = Flag(allow_none=True, load_default=True)
+    truncate = Flag(allow_none=True)
+    shift = Flag(allow_none=True)
     think = fields.Raw(allow_none=True)
-    logprobs = fields.Boolean(allow_none=True)
-    top_logprobs = fields.Integer(allow_none=True)
+    logprobs = Flag(allow_none=True)
+    top_logprobs = count()
 
     @validates("format")
     def known_format(self, value, **kwargs):
@@ -57,8 +71,8 @@ class GenerateSchema(CompletionSchema):
     system = fields.String(allow_none=True)
     suffix = fields.String(allow_none=True)
     template = fields.String(allow_none=True)
-    context = fields.List(fields.Integer(), allow_none=True)
-    raw = fields.Boolean(allow_none=True)
+    context = fields.List(fields.Integer(strict=True), allow_none=True)
+    raw = Flag(allow_none=True)
     images = fields.List(fields.Raw(), allow_none=True)
 
 
@@ -86,8 +100,8 @@ class EmbedSchema(WireSchema):
     """Validate the body of POST /api/embed: `input` is a string or a list of strings."""
 
     input = fields.Raw(allow_none=True)
-    truncate = fields.Boolean(allow_none=True)
-    dimensions = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    truncate = Flag(allow_none=True)
+    dimensions = count(validate=validate.Range(min=1))
 
     @validates("input")
     def text_input(self, value, **kwargs):
@@ -106,7 +120,7 @@ class ShowSchema(Schema):
 
     model = fields.String(allow_none=True)
     name = fields.String(allow_none=True)
-    verbose = fields.Boolean(allow_none=True)
+    verbose = Flag(allow_none=True)
 
 
 def unknown_fields(schema: Schema, raw: dict[str, Any]) -> list[str]:

@@ -54,7 +54,8 @@ def json_body() -> Any:
 
 
 def _headers(ignored: list[str]) -> dict[str, str]:
-    return {IGNORED_HEADER: translate.header_value(ignored)} if ignored else {}
+    value = translate.header_value(ignored)
+    return {IGNORED_HEADER: value} if value else {}
 
 
 def _now() -> float:

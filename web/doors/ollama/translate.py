@@ -23,7 +23,10 @@ OPTION_NAMES = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k"
                 "seed": "seed", "stop": "stop", "num_predict": "max_tokens"}
 # Request fields MES decides itself: the model's runner and residency are fixed per model.
 DECIDED_BY_MES = ("keep_alive", "truncate", "shift")
-_ZERO = re.compile(r"^[+-]?0*(\.0*)?(ns|us|µs|ms|s|m|h)?$")
+_ZERO = re.compile(r"^[+-]?(0+(\.0*)?|\.0+)(ns|us|µs|ms|s|m|h)?$")
+# What a name must look like to be listed in X-MES-Ignored (a header is Latin-1, and short).
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+HEADER_MAX_CHARS = 1024
 
 
 def created_at(now: float) -> str:
@@ -111,8 +114,16 @@ def embed_body(wire: dict[str, Any], model: str) -> tuple[dict[str, Any], list[s
 
 
 def header_value(ignored: list[str]) -> str:
-    """Return the X-MES-Ignored header: each ignored name once, in the order first met."""
-    return ",".join(dict.fromkeys(ignored))
+    """Return the X-MES-Ignored header: each ignored name once, in the order first met.
+
+    A name that is not a plain word (letters, digits, "_", "." and "-") is left out, and the
+    list stops at about a kilobyte, ending with "...".
+    """
+    names = [name for name in dict.fromkeys(ignored) if _HEADER_NAME.match(name)]
+    value = ",".join(names)
+    if len(value) <= HEADER_MAX_CHARS:
+        return value
+    return value[:HEADER_MAX_CHARS].rsplit(",", 1)[0] + ",..."
 
 
 def _answer(endpoint: str, model: str, text: str, now: float) -> dict[str, Any]:
