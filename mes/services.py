@@ -17,15 +17,20 @@ from mes.settings import Settings
 from mes.store.jobs import RedisJobStore
 
 
+BLOCKING_SOCKET_TIMEOUT_S = 30
+
+
 def connect_redis(url: str, *, single_connection: bool = False) -> redis_lib.Redis:
     """Open a Redis client that reconnects by itself after a restart.
 
     `single_connection` pins the client to one connection, for blocking reads that another
-    connection must be able to interrupt by client id.
+    connection must be able to interrupt by client id. Its reads may wait longer than
+    redis-py's default socket timeout (5 s), which would otherwise cut a blocked XREAD short.
     """
     return redis_lib.Redis.from_url(
         url, decode_responses=True, health_check_interval=25, socket_keepalive=True,
         single_connection_client=single_connection,
+        **({"socket_timeout": BLOCKING_SOCKET_TIMEOUT_S} if single_connection else {}),
         socket_connect_timeout=5,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
         retry_on_error=[redis_lib.ConnectionError, redis_lib.TimeoutError])

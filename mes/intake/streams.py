@@ -20,7 +20,9 @@ from mes.store.events import Event, EventLog
 
 log = logging.getLogger(__name__)
 
-BLOCK_MS = 5000
+# Well below the reader connection's socket timeout (mes.services), so a blocked read always
+# ends with Redis's own empty answer, never a timeout that costs a reconnect.
+BLOCK_MS = 2000
 
 
 def id_key(event_id: str) -> tuple[int, int]:
