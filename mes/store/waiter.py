@@ -8,6 +8,7 @@ import time
 from typing import Callable
 
 from mes.jobs import Job
+from mes.store.channel import listen
 from mes.store.jobs import FINAL_CHANNEL, RedisJobStore
 
 log = logging.getLogger(__name__)
@@ -92,34 +93,20 @@ class FinalWaiter:
                     event.set()
 
     def _listen(self) -> None:
-        while not self._stopping:
-            pubsub = None
-            try:
-                pubsub = self._redis_factory().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(FINAL_CHANNEL)
-                self._subscribed.set()
-                while not self._stopping:
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message["type"] == "message":
-                        data = message["data"]
-                        self._wake(data.decode() if isinstance(data, bytes) else data)
-                    with self._lock:
-                        if not self._events:
-                            # Cleared under the lock, so the next waiter starts a new listener.
-                            self._listener = None
-                            return
-            except Exception as exc:  # noqa: BLE001 - a broken connection must not kill waiting
-                log.warning("event=waiter_reconnect error=%s", exc.__class__.__name__)
-                # Waiters re-read the store when woken, so waking them early is safe.
-                self._wake_all()
-                self._subscribed.set()
-                time.sleep(0.5)
-            finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except Exception:  # noqa: BLE001
-                        pass
+        listen(self._redis_factory, FINAL_CHANNEL, on_message=self._wake,
+               keep_going=self._keep_going, subscribed=self._subscribed,
+               # Waiters re-read the store when woken, so waking them early is safe.
+               on_reconnect=self._wake_all, name="waiter")
+
+    def _keep_going(self) -> bool:
+        if self._stopping:
+            return False
+        with self._lock:
+            if not self._events:
+                # Cleared under the lock, so the next waiter starts a new listener.
+                self._listener = None
+                return False
+        return True
 
     def close(self) -> None:
         """Stop the listener thread."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Callable
 
 from mes.clock import SystemClock
 from mes.jobs import Job
 from mes.store.jobs import RedisJobStore
+from mes.store.channel import listen
 from mes.store.names import CANCEL_CHANNEL
 from mes.store.progress import ProgressStore
 
@@ -62,30 +62,14 @@ class CancelListener:
         self._closed = True
 
     def _listen(self) -> None:
-        while not self._closed:
-            pubsub = None
-            try:
-                pubsub = self._redis_factory().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CANCEL_CHANNEL)
-                self._subscribed.set()
-                while not self._closed:
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message["type"] == "message":
-                        data = message["data"]
-                        job_id = data.decode() if isinstance(data, bytes) else data
-                        with self._lock:
-                            if job_id in self._watched:
-                                self._watched[job_id] = True
-            except Exception as exc:  # noqa: BLE001 - Redis restarting; the flag poll covers it
-                log.warning("event=cancel_listener_reconnect error=%s", exc.__class__.__name__)
-                self._subscribed.set()
-                time.sleep(0.5)
-            finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except Exception:  # noqa: BLE001 - the connection is already gone
-                        pass
+        listen(self._redis_factory, CANCEL_CHANNEL, on_message=self._heard,
+               keep_going=lambda: not self._closed, subscribed=self._subscribed,
+               name="cancel_listener")
+
+    def _heard(self, job_id: str) -> None:
+        with self._lock:
+            if job_id in self._watched:
+                self._watched[job_id] = True
 
 
 class StopCheck:
