@@ -13,6 +13,7 @@ from mes.registry import ModelRegistry
 from mes.services import Services
 from mes.settings import Settings
 from mes.store.jobs import RedisJobStore
+from tests.support.roundtrips import CountingRedis
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS_FILE = FIXTURES / "models.json"
@@ -49,6 +50,14 @@ def registry() -> ModelRegistry:
 @pytest.fixture
 def redis():
     client = fakeredis.FakeRedis(decode_responses=True)
+    yield client
+    client.flushall()
+
+
+@pytest.fixture
+def counting() -> CountingRedis:
+    """A fake Redis that counts the round trips made from the thread that asks it to."""
+    client = CountingRedis(decode_responses=True)
     yield client
     client.flushall()
 

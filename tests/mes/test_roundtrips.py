@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 
 from mes.jobs import JobStatus
 from mes.store.jobs import RedisJobStore
 from mes.intake.submit import submit_job
 from tests.mes.conftest import ListDispatcher
-from tests.support.roundtrips import CountingRedis
 from tests.support.runner import make_runner
 
 WORKER_BUDGET = 4
-
-
-@pytest.fixture
-def counting():
-    client = CountingRedis(decode_responses=True)
-    yield client
-    client.flushall()
 
 
 def test_a_job_costs_the_worker_at_most_four_round_trips(counting, registry, backend, clock):

@@ -6,18 +6,10 @@ import pytest
 
 from mes.store.jobs import RedisJobStore
 from tests.conftest import make_services
-from tests.support.roundtrips import CountingRedis
 from tests.web.conftest import ALICE, RecordingDispatcher
 from web.app import create_app
 
 SUBMIT_BUDGET = 2
-
-
-@pytest.fixture
-def counting():
-    client = CountingRedis(decode_responses=True)
-    yield client
-    client.flushall()
 
 
 @pytest.fixture
