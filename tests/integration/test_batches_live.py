@@ -23,12 +23,7 @@ def stack(tmp_path_factory):
                       engine_args=("--token-ms", "5", "--load-ms", "5", "--num-parallel", "8"),
                       settings={"MES_REAPER_INTERVAL_S": "1", "MES_BACKEND_MAX_RETRIES": "3"},
                       web_workers=1) as stack:
-        stack.start_redis()
-        stack.start_engine()
-        stack.start_worker("smollm", concurrency=2, queue="mes.smollm")
-        stack.start_beat()
-        stack.start_web()
-        yield stack
+        yield stack.start_all(beat=True)
 
 
 def lines(n, prefix="q"):

@@ -30,11 +30,7 @@ def stack(tmp_path_factory):
                       engine_args=("--model", "smollm2:135m,token_ms=30,response_tokens=200",
                                    "--load-ms", "5", "--num-parallel", "4"),
                       settings={"MES_BACKEND_MAX_RETRIES": "3"}, web_workers=2) as stack:
-        stack.start_redis()
-        stack.start_engine()
-        stack.start_worker("smollm", concurrency=2, queue="mes.smollm")
-        stack.start_web()
-        yield stack
+        yield stack.start_all()
 
 
 def client(stack, headers=ALICE) -> ollama.Client:

@@ -43,11 +43,7 @@ def stack(tmp_path_factory):
                                 "MES_WAIT_DEFAULT_S": str(WAIT_MAX_S),
                                 "MES_BACKEND_MAX_RETRIES": "1"}) as stack:
         stack.models_file = models_file
-        stack.start_redis()
-        stack.start_engine()
-        stack.start_worker("smollm", concurrency=2, queue="mes.smollm")
-        stack.start_web()
-        yield stack
+        yield stack.start_all()
 
 
 @pytest.fixture
@@ -57,11 +53,8 @@ def client(stack):
 
 @pytest.fixture
 def faults(stack):
-    def set_faults(**values):
-        requests.post(stack.engine_url + "/mes-engine/faults", json=values,
-                      timeout=5).raise_for_status()
-    yield set_faults
-    requests.delete(stack.engine_url + "/mes-engine/faults", timeout=5)
+    yield stack.set_faults
+    stack.clear_faults()
 
 
 def own_jobs(stack) -> dict[str, dict]:

@@ -30,20 +30,13 @@ def stack(tmp_path_factory):
                                    "--load-ms", "5", "--num-parallel", "4"),
                       settings={"MES_STREAM_HEARTBEAT_S": "0.3", "MES_BACKEND_MAX_RETRIES": "3"},
                       web_workers=2) as stack:
-        stack.start_redis()
-        stack.start_engine()
-        stack.start_worker("smollm", concurrency=2, queue="mes.smollm")
-        stack.start_web()
-        yield stack
+        yield stack.start_all()
 
 
 @pytest.fixture
 def faults(stack):
-    def set_faults(**values):
-        requests.post(stack.engine_url + "/mes-engine/faults", json=values,
-                      timeout=5).raise_for_status()
-    yield set_faults
-    requests.delete(stack.engine_url + "/mes-engine/faults", timeout=5)
+    yield stack.set_faults
+    stack.clear_faults()
 
 
 def events_of(response) -> list:

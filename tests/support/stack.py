@@ -34,6 +34,27 @@ class PrivateStack(Stack):
                          settings={"MES_API_KEYS": KEYS, **settings}, engine_args=engine_args,
                          simulated=True, web_workers=web_workers)
 
+    def start_all(self, workers: tuple[tuple[str, int, str], ...] = (("smollm", 2, "mes.smollm"),),
+                  beat: bool = False) -> "PrivateStack":
+        """Start Redis, the engine, the workers (name, concurrency, queue), beat if asked, the web."""
+        self.start_redis()
+        self.start_engine()
+        for name, concurrency, queue in workers:
+            self.start_worker(name, concurrency=concurrency, queue=queue)
+        if beat:
+            self.start_beat()
+        self.start_web()
+        return self
+
+    def set_faults(self, **values) -> None:
+        """Set engine faults (POST /mes-engine/faults)."""
+        requests.post(self.engine_url + "/mes-engine/faults", json=values,
+                      timeout=5).raise_for_status()
+
+    def clear_faults(self) -> None:
+        """Clear every engine fault."""
+        requests.delete(self.engine_url + "/mes-engine/faults", timeout=5)
+
     def submit(self, n: int, prefix: str = "job", **body) -> list[str]:
         """Submit n jobs as alice and return their ids."""
         ids = []
