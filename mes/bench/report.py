@@ -31,6 +31,14 @@ def summarise(samples: list[Sample]) -> dict[str, float]:
             "p99_ms": percentile(latencies, 99), "throughput_rps": len(ok) / span if span else 0.0}
 
 
+def batch_figures(count: int, started: float, submitted_at: float, done_at: float,
+                  samples: list[Sample]) -> dict[str, float]:
+    """Return submits/s, jobs/s from the first submit to the last job done, and errors."""
+    return {"submit_rps": count / (submitted_at - started),
+            "jobs_per_s": count / (done_at - started),
+            "errors": sum(1 for s in samples if not s.ok)}
+
+
 def median_of(runs: list[dict[str, float]], key: str) -> float:
     """Return the median of one figure over several runs."""
     return statistics.median(run[key] for run in runs)

@@ -9,8 +9,9 @@ from typing import Any
 
 import requests
 
+from mes.bench.baseline import run_bare_client, start_bare_worker
 from mes.bench.load import run_load
-from mes.bench.report import median_of, summarise, table
+from mes.bench.report import batch_figures, median_of, summarise, table
 from mes.bench.stack import BenchStack
 from mes.store import names
 
@@ -25,12 +26,13 @@ def say(text: str) -> None:
 
 
 def overhead(args) -> dict[str, Any]:
-    """Compare synchronous /v1/inference through MES with the same request sent to the engine."""
+    """Compare synchronous /v1/inference through MES with the engine direct and a bare Celery no-op."""
     with BenchStack(models=[{"id": MODEL, "timeout_s": 120, "max_tokens": 64}],
                     concurrency=args.workers, engine_args=ZERO_LATENCY) as stack:
         stack.start_redis()
         engine = stack.start_engine()
         stack.start_worker("w1", engine)
+        start_bare_worker(stack, args.workers)
         stack.start_web()
         body = {"model": MODEL, "prompt": "Say hello", "options": {"max_tokens": 8}, "wait_s": 30}
         direct_body = {"model": MODEL, "prompt": "Say hello", "stream": False,
@@ -45,23 +47,30 @@ def overhead(args) -> dict[str, Any]:
             response = session.post(engine + "/api/generate", json=direct_body, timeout=60)
             return {"ok": response.status_code == 200}
 
-        runs: dict[str, list[dict]] = {"direct": [], "mes": []}
-        for run in range(args.runs + 1):  # run 0 warms both paths up and is dropped
+        runs: dict[str, list[dict]] = {"direct": [], "mes": [], "bare": []}
+        for run in range(args.runs + 1):  # run 0 warms every path up and is dropped
             for name, call in (("direct", direct), ("mes", via_mes)):
                 samples = run_load(call, label=f"{name} run {run}", concurrency=args.concurrency,
                                    count=args.count, rate=args.rate)
                 if run:
                     runs[name].append(summarise(samples))
+            bare = run_bare_client(stack, "latency", args, f"bare Celery run {run}")
+            if run:
+                runs["bare"].append(bare)
     keys = ("p50_ms", "p90_ms", "p99_ms", "throughput_rps")
     med = {name: {key: median_of(results, key) for key in keys} for name, results in runs.items()}
     added = {key: med["mes"][key] - med["direct"][key] for key in ("p50_ms", "p90_ms", "p99_ms")}
+    ratio = {key: med["mes"][key] / med["bare"][key] for key in keys}
     print(table(f"overhead: {args.count} requests x {args.runs} runs, concurrency "
                 f"{args.concurrency}, medians over runs",
                 ["path", "p50 ms", "p90 ms", "p99 ms", "req/s"],
                 [["engine direct", *[med["direct"][k] for k in keys]],
                  ["MES /v1/inference", *[med["mes"][k] for k in keys]],
-                 ["added by MES", added["p50_ms"], added["p90_ms"], added["p99_ms"], ""]]))
-    return {"scenario": "overhead", "medians": med, "added_ms": added, "runs": runs}
+                 ["bare Celery no-op", *[med["bare"][k] for k in keys]],
+                 ["added by MES", added["p50_ms"], added["p90_ms"], added["p99_ms"], ""],
+                 ["MES / bare Celery", *[ratio[k] for k in keys]]]))
+    return {"scenario": "overhead", "medians": med, "added_ms": added, "ratio_to_bare": ratio,
+            "runs": runs}
 
 
 def _drain(stack: BenchStack, target: int, timeout_s: float) -> float:
@@ -88,14 +97,15 @@ def _submit_batch(stack: BenchStack, args, label: str, body: dict) -> tuple[floa
 
 
 def throughput(args) -> dict[str, Any]:
-    """Submit jobs asynchronously and measure completed jobs per second, end to end."""
-    results = []
+    """Measure completed jobs per second, end to end, for MES jobs and bare Celery no-ops."""
+    results, bare_results = [], []
     with BenchStack(models=[{"id": MODEL, "timeout_s": 600, "max_tokens": 64,
                              "max_concurrency": 64}],
                     concurrency=args.workers, engine_args=ZERO_LATENCY) as stack:
         stack.start_redis()
         engine = stack.start_engine()
         stack.start_worker("w1", engine)
+        start_bare_worker(stack, args.workers)
         stack.start_web()
         body = {"model": MODEL, "prompt": "Say hello", "options": {"max_tokens": 8}}
         ended = 0
@@ -104,19 +114,26 @@ def throughput(args) -> dict[str, Any]:
             submitted_at = time.monotonic()
             ended += args.count
             done_at = _drain(stack, ended, timeout_s=600)
-            figures = {"submit_rps": args.count / (submitted_at - started),
-                       "jobs_per_s": args.count / (done_at - started),
-                       "errors": sum(1 for s in samples if not s.ok)}
+            figures = batch_figures(args.count, started, submitted_at, done_at, samples)
+            bare = run_bare_client(stack, "throughput", args, f"bare Celery run {run}")
             if run:
                 results.append(figures)
-            say(f"  run {run}: {figures['jobs_per_s']:.0f} jobs/s end to end")
-    med = {key: median_of(results, key) for key in ("submit_rps", "jobs_per_s")}
+                bare_results.append(bare)
+            say(f"  run {run}: {figures['jobs_per_s']:.0f} jobs/s end to end, bare Celery "
+                f"{bare['jobs_per_s']:.0f}")
+    keys = ("submit_rps", "jobs_per_s")
+    med = {key: median_of(results, key) for key in keys}
+    bare_med = {key: median_of(bare_results, key) for key in keys}
+    ratio = {key: med[key] / bare_med[key] for key in keys}
     print(table(f"throughput: {args.count} jobs x {args.runs} runs, {args.workers} worker "
                 f"processes, {args.concurrency} submitting clients, medians",
-                ["figure", "value"],
-                [["submits accepted per s", med["submit_rps"]],
-                 ["jobs completed per s (submit to last done)", med["jobs_per_s"]]]))
-    return {"scenario": "throughput", "medians": med, "runs": results}
+                ["figure", "MES", "bare Celery no-op", "MES / bare"],
+                [["submits accepted per s", med["submit_rps"], bare_med["submit_rps"],
+                  ratio["submit_rps"]],
+                 ["jobs completed per s (submit to last done)", med["jobs_per_s"],
+                  bare_med["jobs_per_s"], ratio["jobs_per_s"]]]))
+    return {"scenario": "throughput", "medians": med, "bare_medians": bare_med,
+            "ratio_to_bare": ratio, "runs": results, "bare_runs": bare_results}
 
 
 def scaleout(args) -> dict[str, Any]:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 
+import pytest
+
+from mes.bench.baseline import run_bare_client, start_bare_worker
 from mes.bench.load import Sample, run_load
 from mes.bench.report import percentile, summarise, table
+from mes.bench.scenarios import MODEL
+from mes.bench.stack import BenchStack
 
 
 def test_percentiles_interpolate():
@@ -35,3 +41,17 @@ def test_table_aligns_columns():
     lines = text.splitlines()
     assert lines[0] == "T" and lines[3].startswith("x ") and lines[3].endswith("1.23")
     assert lines[4].endswith("12346")
+
+
+@pytest.mark.integration
+def test_bare_celery_baseline_produces_figures():
+    # A real redis-server and a real bare Celery worker, at a tiny size: figures, not speed.
+    with BenchStack(models=[{"id": MODEL}], concurrency=1) as stack:
+        stack.start_redis()
+        start_bare_worker(stack, concurrency=1)
+        args = argparse.Namespace(count=5, concurrency=1, rate=None)
+        latency = run_bare_client(stack, "latency", args, "bare latency")
+        args.count = 20
+        batch = run_bare_client(stack, "throughput", args, "bare throughput")
+    assert latency["count"] == 5 and latency["errors"] == 0 and latency["p50_ms"] > 0
+    assert batch["errors"] == 0 and batch["jobs_per_s"] > 0 and batch["submit_rps"] > 0
