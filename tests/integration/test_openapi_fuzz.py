@@ -33,7 +33,7 @@ EXAMPLES_PER_OPERATION = 25  # bounded: the whole fuzz takes seconds, well under
 # - use_after_free: a cancelled job stays readable (DELETE cancels, it does not delete);
 # - positive_data_acceptance: a well-formed request may still name a model that is not in the
 #   registry (400 unknown_model), which the document does not enumerate;
-# - on load and unload, unsupported_method and allow_header_conformance: a model id may contain
+# - on load, unload and pull, unsupported_method and allow_header_conformance: a model id may contain
 #   '/', so /v1/models/{id}/load is also the GET path of a model named "{id}/load".
 CONFIG = r"""
 [checks]
@@ -42,7 +42,7 @@ use_after_free.enabled = false
 positive_data_acceptance.enabled = false
 
 [[operations]]
-include-path-regex = '^/v1/models/\{model_id\}/(load|unload)$'
+include-path-regex = '^/v1/models/\{model_id\}/(load|unload|pull)$'
 checks.unsupported_method.enabled = false
 checks.allow_header_conformance.enabled = false
 """
