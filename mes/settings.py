@@ -161,6 +161,8 @@ class Settings:
     batch_ttl_s: int = 7 * 86400          # a batch and its jobs are kept this long after it ends
     max_batch_requests: int = 50_000
     max_batch_bytes: int = 200 * 1_048_576
+    # What one key's uploaded files (OpenAI's Files API, kept in Redis) may hold at once.
+    max_file_bytes_per_key: int = 1024 * 1_048_576
     # Swap-aware scheduling (docs/scheduling.md): on with "auto" when MES_MAX_LOADED_MODELS > 0.
     scheduler: str = "auto"
     sched_quantum_s: float = 30.0
@@ -276,6 +278,7 @@ _SPEC: list[tuple[str, str, Callable[[str], Any]]] = [
     ("batch_ttl_s", "BATCH_TTL_S", _int(60, 90 * 86400)),
     ("max_batch_requests", "MAX_BATCH_REQUESTS", _int(1, 1_000_000)),
     ("max_batch_bytes", "MAX_BATCH_BYTES", _int(1024, 4 * 1024 * 1_048_576)),
+    ("max_file_bytes_per_key", "MAX_FILE_BYTES_PER_KEY", _int(1024, 64 * 1024 * 1_048_576)),
     ("scheduler", "SCHEDULER", _choice("auto", "on", "off")),
     ("sched_quantum_s", "SCHED_QUANTUM_S", _float(0.1, 86400)),
     ("sched_group_factor", "SCHED_GROUP_FACTOR", _float(0, 1000)),

@@ -81,7 +81,8 @@ class BatchSchema(Schema):
 
     id = fields.String(required=True)
     status = fields.String(required=True, metadata={"enum": [
-        "queued", "in_progress", "completed", "cancelling", "cancelled", "expired"]})
+        "queued", "in_progress", "completed", "cancelling", "cancelled", "expired",
+        "failed"]})  # failed: made by the OpenAI door from a bad input file, with no jobs
     request_counts = fields.Nested(CountsSchema, required=True)
     models = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     priority = fields.String(required=True)

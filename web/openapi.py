@@ -21,6 +21,7 @@ from swagger_ui_bundle import swagger_ui_path
 from web import batch_schemas, schemas
 from web.doors.ollama import protocol as ollama_protocol
 from web.doors.openai import answers as openai_answers, protocol as openai_protocol
+from web.doors.openai import batches as openai_batches, files as openai_files
 
 OPENAPI_VERSION = "3.0.3"  # what the bundled Swagger UI 4 renders
 API_VERSION = "1.0.0"
@@ -92,6 +93,8 @@ class Operation:
     path_words: dict[str, str] = field(default_factory=dict)
     makes_job: bool = False  # answers carry a job id that GET/DELETE /v1/jobs/{job_id} take
     example: dict[str, Any] | None = None  # the request body's example; "model" is filled in
+    model_in_example: bool = True  # False: the body names no model
+    form: dict[str, Any] | None = None  # a multipart/form-data body's schema
 
 
 JOB_PATH = {"job_id": "The job's id, as `POST /v1/jobs` gave it."}
@@ -107,6 +110,15 @@ OLLAMA_COMPLETION = {"application/x-ndjson": {"schema": {"type": "string"}},
                      "application/json": {"schema": {"type": "object"}}}
 NDJSON = {"application/x-ndjson": {"schema": {"type": "string"}}}
 BATCH_PATH = {"batch_id": "The batch's id, as `POST /v1/batches` gave it."}
+FILE_PATH = {"file_id": "An uploaded file's id, or a batch's `output_file_id` or "
+                        "`error_file_id`."}
+OPENAI_BATCH_PATH = {"batch_id": "The batch's id, as `POST /openai/v1/batches` gave it."}
+UPLOAD = {"type": "object", "required": ["file", "purpose"], "properties": {
+    "file": {"type": "string", "format": "binary", "description": "JSONL, UTF-8."},
+    "purpose": {"type": "string", "enum": ["batch"]},
+    "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+    "expires_after[seconds]": {"type": "integer", "minimum": 3600}}}
+BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 OPERATIONS: dict[str, Operation] = {
     "service.health": Operation({200: ("Alive.", schemas.HealthSchema)}),
@@ -203,6 +215,38 @@ OPERATIONS: dict[str, Operation] = {
     "openai.list_models": Operation({200: ("The registry's models.", openai_answers.ModelList)}),
     "openai.get_model": Operation({200: ("The model.", openai_answers.Model)},
                                   path_words=MODEL_PATH),
+    "openai_files.create_file": Operation(
+        {200: ("The File object; the file is kept in Redis until `expires_at`.",
+               openai_files.FileObject)},
+        errors=(400, 403), form=UPLOAD),
+    "openai_files.list_files": Operation(
+        {200: ("The caller's uploaded files, newest first.", openai_files.FilePage)},
+        errors=(400, 403), query=openai_files.FileListQuery),
+    "openai_files.get_file": Operation(
+        {200: ("The File object: an upload, or a batch's output or error file.",
+               openai_files.FileObject)}, errors=(403,), path_words=FILE_PATH),
+    "openai_files.file_content": Operation(
+        {200: ("The file as uploaded; a batch's output or error file is JSONL built from "
+               "its jobs, one `{\"id\", \"custom_id\", \"response\", \"error\"}` a line.",
+               BINARY)}, errors=(403,), path_words=FILE_PATH),
+    "openai_files.delete_file": Operation(
+        {200: ("Deleted; `deleted: false` for a batch's output, which goes with its batch.",
+               openai_files.FileDeleted)}, errors=(403,), path_words=FILE_PATH),
+    "openai_batches.create_batch": Operation(
+        {200: ("The batch: `in_progress`, or `failed` with `errors` when lines of its input "
+               "file are bad (nothing is queued then).", openai_batches.Batch)},
+        errors=(400, 403, 404), body=openai_batches.BatchCreateRequest, model_in_example=False,
+        example={"input_file_id": "file_01JD...", "endpoint": "/v1/chat/completions",
+                 "completion_window": "24h"}),
+    "openai_batches.list_batches": Operation(
+        {200: ("The caller's batches made through this door, newest first.",
+               openai_batches.BatchPage)},
+        errors=(400, 403, 404), query=openai_batches.BatchListQuery),
+    "openai_batches.get_batch": Operation({200: ("The batch.", openai_batches.Batch)},
+                                          errors=(403,), path_words=OPENAI_BATCH_PATH),
+    "openai_batches.cancel": Operation(
+        {200: ("The batch, `cancelling` until its running requests stop, then `cancelled`.",
+               openai_batches.Batch)}, errors=(403, 409), path_words=OPENAI_BATCH_PATH),
     "batches.create_batch": Operation(
         {202: ("The batch, accepted whole; its jobs are queued.", batch_schemas.BatchSchema)},
         errors=(400, 403, 413, 503), body=batch_schemas.BatchSubmitSchema,
@@ -299,10 +343,14 @@ def _operation(rule, method: str, view, doc: Operation, example_model: str) -> d
     if params:
         op["parameters"] = params
     if doc.body is not None:
+        example = doc.example or {"prompt": "What is the capital of France?"}
         op["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": doc.body,
-            "example": {"model": example_model,
-                        **(doc.example or {"prompt": "What is the capital of France?"})}}}}
+            "example": {"model": example_model, **example} if doc.model_in_example
+            else example}}}
+    if doc.form is not None:
+        op["requestBody"] = {"required": True,
+                             "content": {"multipart/form-data": {"schema": doc.form}}}
     for status, (words, schema) in sorted(doc.success.items()):
         response = {"description": words, "content": _content(schema)}
         if status in doc.location:

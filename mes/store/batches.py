@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from mes.jobs import Job
 from mes.store import names
@@ -96,6 +96,27 @@ class BatchStore:
             replies = pipe.execute(raise_on_error=False)
             self._jobs.saved_many(chunk, replies[:len(chunk)])
 
+    def create_failed(self, batch_id: str, owner: str, *, created_at: float,
+                      metadata: dict[str, Any], extra: dict[str, Any]) -> None:
+        """Save a batch that failed validation: ended as `failed` when made, with no jobs.
+
+        OpenAI's Batches API answers a bad input file with such a batch (its errors in
+        `extra`), not with a refusal; it is kept for the batch TTL, like any ended batch.
+        """
+        key, index = names.batch(batch_id), names.owner_batches(owner)
+        keep_s = int(self._jobs.batch_ttl_s)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={
+            "id": batch_id, "owner": owner, "status": "failed", "created_at": repr(created_at),
+            "finished_at": repr(created_at), "total": 0, "models": "{}", "priority": "batch",
+            "metadata": json.dumps(metadata), "extra": json.dumps(extra)})
+        pipe.expire(key, keep_s)
+        pipe.zadd(index, {batch_id: int(created_at * 1000)})
+        pipe.ttl(index)
+        ttl = pipe.execute()[-1]
+        if ttl < keep_s:  # never shorten the index's life: it lists live batches too
+            self._redis.expire(index, keep_s)
+
     def get(self, batch_id: str) -> BatchRecord | None:
         """Return a batch, or None if it never existed or has expired."""
         raw = self._redis.hgetall(names.batch(batch_id))
@@ -122,6 +143,22 @@ class BatchStore:
     def job_ids(self, batch_id: str, start: int, count: int) -> list[str]:
         """Return up to `count` of the batch's job ids from position `start`, in request order."""
         return self._redis.lrange(names.batch_jobs(batch_id), start, start + count - 1)
+
+    def final_jobs(self, batch_id: str, start: int = 0,
+                   chunk: int = 500) -> Iterator[tuple[int, Job]]:
+        """Yield (index, job) in request order from `start`, up to the first job not final."""
+        index = start
+        while True:
+            ids = self.job_ids(batch_id, index, chunk)
+            if not ids:
+                return
+            jobs = {job.id: job for job in self._jobs.get_many(ids)}
+            for job_id in ids:
+                job = jobs.get(job_id)
+                if job is None or not job.status.is_final:
+                    return
+                yield index, job
+                index += 1
 
     def active_summary(self) -> dict[str, Any]:
         """Return how many batches are in progress and their jobs by state, for status and metrics."""

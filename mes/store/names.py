@@ -56,6 +56,31 @@ def owner_batches(owner: str) -> str:
     return f"mes:owner:{owner}:batches"
 
 
+def file(file_id: str) -> str:
+    """Return the hash of an uploaded file's record (OpenAI's Files API)."""
+    return f"mes:file:{file_id}"
+
+
+def file_content(file_id: str) -> str:
+    """Return the list of an uploaded file's text, in pieces of at most a million characters."""
+    return f"mes:file:{file_id}:content"
+
+
+def owner_files(owner: str) -> str:
+    """Return the zset of an API key's file ids, all scored 0: ids sort by creation."""
+    return f"mes:owner:{owner}:files"
+
+
+def owner_file_expiry(owner: str) -> str:
+    """Return the zset of an API key's file ids, scored by when they expire (s)."""
+    return f"mes:owner:{owner}:files:expiry"
+
+
+def owner_file_bytes(owner: str) -> str:
+    """Return the hash of an API key's live files: id -> bytes (its per-key cap counts them)."""
+    return f"mes:owner:{owner}:files:bytes"
+
+
 def grant(backend: str) -> str:
     """Return the hash of a backend's grants: model -> {since, state} (active or draining)."""
     return f"mes:sched:{backend}:grant"

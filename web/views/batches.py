@@ -109,14 +109,21 @@ def create_batch():
                          metadata=fields.get("metadata"),
                          max_timeout_s=s.settings.task_soft_time_limit_s,
                          request_id=g.get("request_id"))
+    release(batch)
+    return batch_response(batch_store().get(batch.id) or batch, 202)
+
+
+def release(batch: BatchRecord) -> None:
+    """Hand a new batch's jobs to its models' workers as they have room (or the scheduler)."""
+    c = ctx()
+    s = c.services
     if c.scheduler is not None:
         c.scheduler.run(c.dispatcher.send, s.clock.now())
-    else:
-        families = [f for f in s.registry.families if any(
-            s.registry.get(model).family == f for model in batch.models)]
-        release_all(store=s.store, registry=s.registry, dispatch=c.dispatcher.send,
-                    families=families)
-    return batch_response(batch_store().get(batch.id) or batch, 202)
+        return
+    families = [f for f in s.registry.families if any(
+        s.registry.get(model).family == f for model in batch.models)]
+    release_all(store=s.store, registry=s.registry, dispatch=c.dispatcher.send,
+                families=families)
 
 
 @bp.get("/batches")
@@ -164,18 +171,6 @@ def batch_results(batch_id: str):
 
 
 def _results(batch: BatchRecord, start: int) -> Iterator[str]:
-    store = ctx().services.store
-    batches = batch_store()
-    index = start
-    while index < batch.total:
-        ids = batches.job_ids(batch.id, index, RESULTS_CHUNK)
-        if not ids:
-            return
-        jobs = {job.id: job for job in store.get_many(ids)}
-        for job_id in ids:
-            job = jobs.get(job_id)
-            if job is None or not job.status.is_final:
-                return
-            yield json.dumps({"index": index, "custom_id": job.custom_id, "job": job_body(job)},
-                             ensure_ascii=False, separators=(",", ":")) + "\n"
-            index += 1
+    for index, job in batch_store().final_jobs(batch.id, start, RESULTS_CHUNK):
+        yield json.dumps({"index": index, "custom_id": job.custom_id, "job": job_body(job)},
+                         ensure_ascii=False, separators=(",", ":")) + "\n"

@@ -253,8 +253,9 @@ def test_the_wire_modules_import_no_flask():
     import ast
     import inspect
 
-    from web.doors.openai import chunks
-    for module in (protocol, answers, translate, chunks):
+    from web.doors.openai import batches, batches_input, batches_output, chunks, files
+    for module in (protocol, answers, translate, chunks, files, batches, batches_input,
+                   batches_output):
         tree = ast.parse(inspect.getsource(module))
         names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}

@@ -28,7 +28,8 @@ GRACE_S = 5
 NO_RETRY = {"x-should-retry": "false"}
 
 
-def _wire(schema) -> dict:
+def wire_body(schema) -> dict:
+    """Load a JSON body with the door's schema (unknown fields refused, types strict)."""
     if not request.is_json:
         raise InvalidRequest("the body must be JSON with Content-Type: application/json")
     return schema.load(request.get_json())
@@ -74,7 +75,7 @@ def _priority_header() -> str | None:
 
 def _completed(schema, to_job_request, answer, *, chat: bool):
     """Submit a (chat) completion request; answer it whole, or streamed with "stream": true."""
-    wire = _wire(schema)
+    wire = wire_body(schema)
     job, _ = submit_request(to_job_request(wire, _priority_header()), door=DOOR)
     if wire["stream"]:
         return _streamed(job, chat=chat, wire=wire)
@@ -101,7 +102,7 @@ def completions():
 @require("jobs")
 def embeddings():
     """Embed text inputs on the model's queue; vectors as floats or base64."""
-    wire = _wire(protocol.EmbeddingRequest())
+    wire = wire_body(protocol.EmbeddingRequest())
     job, _ = submit_request(translate.embedding_request(wire, _priority_header()),
                             kind=JobKind.EMBED, door=DOOR)
     return _answered(job, lambda done: translate.embedding_list(done, wire["encoding_format"]))

@@ -1,0 +1,111 @@
+"""Serve OpenAI's Batches API at /openai/v1/batches: each batch is a native MES batch.
+
+POST /batches reads the uploaded input file and checks every line (batches_input.py): a bad
+file makes a batch with status `failed` and its `errors`, and nothing is queued; a good one is
+submitted with mes.intake.batches.submit_batch, its jobs held in MES and released as workers
+free up, like any batch. Cancel is mes.intake.batches.cancel_batch.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+
+from mes.clock import new_id
+from mes.errors import InvalidRequest, NotFound
+from mes.intake.batches import cancel_batch, submit_batch
+from mes.store.batches import BatchRecord
+from web.auth import current_key, require
+from web.context import ctx
+from web.doors.openai import batches
+from web.doors.openai.batches_input import CheckedFile, error, read_file
+from web.doors.openai.files_routes import file_store, owned_batch, owned_file
+from web.doors.openai.routes import wire_body
+from web.views.batches import batch_store, release
+
+bp = Blueprint("openai_batches", __name__, url_prefix="/openai/v1")
+
+
+def _checked(input_file_id: str, endpoint: str) -> CheckedFile:
+    """Read and check the caller's input file."""
+    s = ctx().services
+    stored = owned_file(input_file_id)
+    if stored.purpose != "batch":
+        raise InvalidRequest(f"file {input_file_id} is not a batch input file",
+                             {"param": "input_file_id"})
+    if stored.bytes > s.settings.max_batch_bytes:  # uploaded before the limit was lowered
+        return CheckedFile(errors=[error(
+            "file_too_large", f"the input file is {stored.bytes} bytes; the limit is "
+            f"{s.settings.max_batch_bytes} (MES_MAX_BATCH_BYTES)")])
+    return read_file(file_store().text(stored.id), endpoint, registry=s.registry,
+                     settings=s.settings)
+
+
+@bp.post("/batches")
+@require("jobs")
+def create_batch():
+    """Create a batch from an uploaded file; a file with bad lines makes a failed batch."""
+    s = ctx().services
+    wire = wire_body(batches.BatchCreateRequest())
+    checked = _checked(wire["input_file_id"], wire["endpoint"])
+    timeout_s = s.settings.task_soft_time_limit_s  # the longest deadline MES gives a job
+    extra = batches.door_extra(wire, timeout_s=timeout_s, base64=checked.base64,
+                               total=len(checked.lines), errors=checked.errors or None)
+    owner, metadata = current_key().name, wire.get("metadata") or {}
+    if checked.errors:
+        now = s.clock.now()
+        batch_id = new_id("batch", now)
+        batch_store().create_failed(batch_id, owner, created_at=now, metadata=metadata,
+                                    extra=extra)
+    else:
+        made = submit_batch(checked.lines, owner=owner, store=s.store, batches=batch_store(),
+                            registry=s.registry, clock=s.clock, metadata=metadata,
+                            max_timeout_s=timeout_s, extra=extra,
+                            request_id=g.get("request_id"))
+        release(made)
+        batch_id = made.id
+    return batches.batch_object(batch_store().get(batch_id))
+
+
+@bp.get("/batches")
+@require("jobs")
+def list_batches():
+    """List the caller's batches made through this door, newest first."""
+    query = batches.BatchListQuery().load(request.args)
+    found, more = _page(current_key().name, query["limit"], query.get("after"))
+    return batches.batch_page(found, more)
+
+
+def _page(owner: str, limit: int, after: str | None) -> tuple[list[BatchRecord], bool]:
+    """Return up to `limit` of the owner's door batches older than `after`, and if more follow."""
+    store = batch_store()
+    before_ms = None
+    if after is not None:
+        anchor = store.get(after)
+        if anchor is None or anchor.owner != owner:
+            raise NotFound(f"No such Batch object: {after}", {"param": "after"})
+        before_ms = int(anchor.created_at * 1000) + 1  # its own ms too: ids order within one
+    found: list[BatchRecord] = []
+    while len(found) <= limit:
+        page, before_ms = store.list_owned(owner, limit=limit + 1, before_ms=before_ms)
+        found.extend(batch for batch in page if batches.is_door_batch(batch)
+                     and (after is None or batch.id < after))
+        if before_ms is None:
+            break
+    return found[:limit], len(found) > limit
+
+
+@bp.get("/batches/<batch_id>")
+@require("jobs")
+def get_batch(batch_id: str):
+    """Return a batch with its status, counts and output file ids."""
+    return batches.batch_object(owned_batch(batch_id))
+
+
+@bp.post("/batches/<batch_id>/cancel")
+@require("jobs")
+def cancel(batch_id: str):
+    """Cancel every request of the batch not yet final; it is cancelled once they all end."""
+    s = ctx().services
+    batch = cancel_batch(owned_batch(batch_id), store=s.store, batches=batch_store(),
+                         clock=s.clock)
+    return batches.batch_object(batch)
