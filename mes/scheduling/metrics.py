@@ -6,6 +6,8 @@ Metric names (all prefixed mes_):
   backend_model_loaded{backend,model}       gauge     1 if the backend said it has it loaded
   model_loads_total{backend,model}          counter   loads that jobs paid for
   model_load_seconds_total{backend,model}   counter   time spent loading
+  model_unloads_total{backend,model}        counter   models MES unloaded to make room
+  scheduler_held_jobs{backend,model,lane}   gauge     jobs held in MES, waiting for a grant
   swaps_avoided_total{backend}              counter   releases that kept a loaded model busy
                                                       while older work of another waited
 """
@@ -44,16 +46,20 @@ class SchedulingCollector:
         for model in status["loaded"]:
             loaded.add_metric([backend, model], 1.0)
         yield loaded
-        loads = CounterMetricFamily("mes_model_loads", "Loads that jobs paid for",
-                                    labels=["backend", "model"])
-        for model, count in status["loads"].items():
-            loads.add_metric([backend, model], float(count))
-        yield loads
-        seconds = CounterMetricFamily("mes_model_load_seconds", "Time spent loading models",
-                                      labels=["backend", "model"])
-        for model, value in status["load_s"].items():
-            seconds.add_metric([backend, model], float(value))
-        yield seconds
+        for name, help_text, key in (
+                ("mes_model_loads", "Loads that jobs paid for", "loads"),
+                ("mes_model_load_seconds", "Time spent loading models", "load_s"),
+                ("mes_model_unloads", "Models MES unloaded to make room", "unloads")):
+            counter = CounterMetricFamily(name, help_text, labels=["backend", "model"])
+            for model, value in status[key].items():
+                counter.add_metric([backend, model], float(value))
+            yield counter
+        held = GaugeMetricFamily("mes_scheduler_held_jobs", "Jobs held in MES for the scheduler",
+                                 labels=["backend", "model", "lane"])
+        for model, lanes in status["held"].items():
+            for lane, count in lanes.items():
+                held.add_metric([backend, model, lane], float(count))
+        yield held
         avoided = CounterMetricFamily("mes_swaps_avoided", "Releases that avoided a swap",
                                       labels=["backend"])
         avoided.add_metric([backend], float(status["swaps_avoided"]))

@@ -8,6 +8,7 @@ from typing import Any
 from mes.store import names
 
 LOADED_TTL_S = 30  # /api/ps is asked again by beat's sweep well before this runs out
+KNOCK_MS = 10_000  # a knock nobody took (its decider died) goes by itself
 
 
 class GrantRecords:
@@ -16,6 +17,7 @@ class GrantRecords:
     def __init__(self, redis, backend: str):
         self._redis = redis
         self.backend = backend
+        self._knock_key = names.sched_lock(backend) + ":again"
 
     def lock(self, token: str, ttl_ms: int = 5000) -> bool:
         """Take the backend's scheduling lock if free (it expires by itself)."""
@@ -26,6 +28,14 @@ class GrantRecords:
         key = names.sched_lock(self.backend)
         if self._redis.get(key) == token:
             self._redis.delete(key)
+
+    def knock(self) -> None:
+        """Ask the lock's holder to decide once more: the state changed while it decided."""
+        self._redis.set(self._knock_key, "1", px=KNOCK_MS)
+
+    def take_knock(self) -> bool:
+        """Tell whether someone knocked since the last call, and forget the knock."""
+        return bool(self._redis.delete(self._knock_key))
 
     def grants(self) -> dict[str, dict[str, Any]]:
         """Return the granted models: model -> {"since": s, "state": active|draining}."""
@@ -59,8 +69,17 @@ class GrantRecords:
             found.setdefault(model, {})[kind] = float(value)
         return found
 
-    def cost_commands(self, model: str, *, load_s: float, run_s: float) -> list[tuple]:
-        """Return the commands that record a job's costs, to ride along with its final save."""
+    def cost_commands(self, model: str, timings: dict, *, wall_s: float) -> list[tuple]:
+        """Return the commands that record a job's costs, to ride along with its final save.
+
+        The run time is what the backend spent on the job (prompt and generation), not its
+        wall time, which also holds waiting for another job's load; without those timings
+        (an embedding), the wall time less the load it paid.
+        """
+        load_s = timings.get("load_ms", 0) / 1000
+        run_s = (timings.get("prompt_ms", 0) + timings.get("generate_ms", 0)) / 1000
+        if run_s <= 0:
+            run_s = max(0.0, wall_s - load_s)
         key = names.model_costs(self.backend)
         commands: list[tuple] = [("HSET", key, f"{model}|run", repr(run_s))]
         if load_s > 0.05:  # the job paid a load: remember how long one takes, and count it

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mes.backends.ollama import OllamaClient
 from mes.errors import MESError
+from mes.store.grants import GrantRecords
 from mes.store.jobs import RedisJobStore
 
 log = logging.getLogger("mes.residency")
@@ -42,6 +43,7 @@ class Residency:
         self.max_loaded = max_loaded
         self.pinned = pinned
         self._records = store.residency(backend_name, lock_timeout_s, lock_wait_s)
+        self._counts = GrantRecords(store.redis, backend_name)
 
     def admit(self, model_id: str, now: float) -> Admission:
         """Make room for a model if needed; refuse only if every loaded model is busy.
@@ -66,6 +68,7 @@ class Residency:
             except MESError as exc:
                 return Admission(False, reason=f"could not unload {victim}: {exc.code}")
             self._records.admit(model_id, now, evicted=victim)
+            self._counts.count(f"unloads|{victim}")
             log.info("event=model_evicted model=%s for=%s", victim, model_id)
             return Admission(True, evicted=victim)
 

@@ -189,8 +189,7 @@ class JobRunner:
         bookkeeping = self.store.usage_commands(job.model, finished)
         # What the job paid to load its model, and its run time: the scheduler's costs.
         bookkeeping += GrantRecords(self.store.redis, self.breaker.name).cost_commands(
-            job.model, load_s=result["timings"]["load_ms"] / 1000,
-            run_s=finished - job.started_at)
+            job.model, result["timings"], wall_s=finished - job.started_at)
         if self.metrics:
             bookkeeping += self.metrics.job_ran_commands(
                 job.model, queue_wait_s=job.started_at - job.created_at,

@@ -59,16 +59,27 @@ def test_an_idle_backend_serves_whatever_waits():
     assert decision.release == {"b": 3} and "b" in decision.grants
 
 
-def test_interactive_work_preempts_batch_work_at_the_next_job_boundary():
+def test_interactive_work_waits_for_the_quantum_then_goes_first():
     work = {"a": batch("a", 40, loaded=True, in_flight=2),
-            "b": ModelWork("b", interactive=1, oldest_interactive=NOW - 1)}
+            "b": ModelWork("b", interactive=1, batch=10, oldest_interactive=NOW - 1,
+                           oldest_batch=NOW - 1, load_s=2, run_s=0.1),
+            "c": batch("c", 40, age=100)}  # older batch work than b's
     grants = {"a": {"since": NOW - 1, "state": "active"}}  # well within its quantum
-    decision = decide(work, grants, KNOBS, NOW)
-    assert decision.grants["a"]["state"] == "draining"  # a's running jobs finish, no new ones
-    assert decision.release == {}
+    within = decide(work, grants, KNOBS, NOW)
+    assert within.grants["a"]["state"] == "active" and within.release == {"a": 40}
+    # At the quantum's end, a drains at the next job boundary (its running jobs finish) ...
+    over = decide(work, grants, KNOBS, NOW + 29.5)
+    assert over.grants["a"]["state"] == "draining" and over.release == {}
+    # ... and b's interactive job takes the slot before c's older batch work, with b's batch.
     drained = {**work, "a": dataclasses.replace(work["a"], in_flight=0)}
-    after = decide(drained, decision.grants, KNOBS, NOW + 0.5)
-    assert after.release == {"b": 1} and set(after.grants) == {"b"}
+    after = decide(drained, over.grants, KNOBS, NOW + 30)
+    assert after.release == {"b": 11} and set(after.grants) == {"b"}
+
+
+def test_interactive_work_takes_a_free_slot_at_once():
+    work = {"b": ModelWork("b", interactive=1, oldest_interactive=NOW)}
+    decision = decide(work, {}, KNOBS, NOW)
+    assert decision.release == {"b": 1} and decision.grants["b"]["state"] == "active"
 
 
 def test_interactive_work_goes_before_batch_work_of_the_granted_model():
@@ -117,3 +128,116 @@ def test_held_jobs_are_released_only_for_the_granted_model(store, registry, cloc
     assert set(decision.grants) == {"smollm2:135m"}  # the oldest work gets the backend
     assert released == a and not set(b) & set(released)
     assert scheduler.status(clock.now())["grants"]["smollm2:135m"]["state"] == "active"
+
+
+def test_interactive_work_that_waited_a_quantum_cuts_a_young_grant_short():
+    work = {"a": batch("a", 40, loaded=True, in_flight=2),
+            "b": ModelWork("b", interactive=1, oldest_interactive=NOW - 29.85)}
+    grants = {"a": {"since": NOW - 5, "state": "active"}}  # its own quantum is far from over
+    # 29.85 s waited, and a's two jobs in flight still need 0.2 s: a quantum of batch work.
+    assert decide(work, grants, KNOBS, NOW).grants["a"]["state"] == "draining"
+    early = {**work, "b": dataclasses.replace(work["b"], oldest_interactive=NOW - 29.7)}
+    assert decide(early, grants, KNOBS, NOW).grants["a"]["state"] == "active"
+
+
+def test_a_grant_that_loaded_serves_twice_its_load_before_it_yields():
+    work = {"a": batch("a", 400, loaded=True, in_flight=1), "b": batch("b", 40, age=500)}
+    grants = {"a": {"since": NOW - 50, "state": "active", "load_s": 40.0}}  # a 40 s load
+    assert decide(work, grants, KNOBS, NOW).grants["a"]["state"] == "active"
+    assert decide(work, grants, KNOBS, NOW + 31).grants["a"]["state"] == "draining"
+
+
+def test_a_granted_model_records_the_load_it_is_about_to_pay():
+    work = {"a": batch("a", 40), "b": batch("b", 40, loaded=True, age=5)}
+    decision = decide(work, {}, dataclasses.replace(KNOBS, cap=2), NOW)
+    assert decision.grants["a"]["load_s"] == 2 and decision.grants["b"]["load_s"] == 0
+
+
+def test_a_model_that_yielded_goes_behind_the_others_that_wait():
+    work = {"a": batch("a", 40, age=60, loaded=True), "b": batch("b", 40, age=50)}
+    grants = {"a": {"since": NOW - 40, "state": "draining", "why": "quantum"}}
+    decision = decide(work, grants, KNOBS, NOW)
+    assert set(decision.grants) == {"b"}  # a's remaining work is older, but it had its turn
+
+
+def test_a_model_without_a_live_worker_gives_the_backend_up():
+    work = {"a": batch("a", 40, loaded=True, in_flight=2, servable=False),
+            "b": batch("b", 40, age=5)}
+    decision = decide(work, {"a": {"since": NOW - 1, "state": "active"}}, KNOBS, NOW)
+    assert set(decision.grants) == {"b"} and decision.release == {"b": 40}
+    assert not decide({"a": work["a"]}, {}, KNOBS, NOW).grants  # no grant while it has none
+
+
+def test_work_in_flight_without_a_grant_holds_a_slot_until_it_ends():
+    # a's worker came back with jobs it had been sent; b holds the grant meanwhile.
+    work = {"a": batch("a", 0, in_flight=3), "b": batch("b", 40, loaded=True, in_flight=2)}
+    decision = decide(work, {"b": {"since": NOW - 1, "state": "active"}}, KNOBS, NOW)
+    assert decision.grants["a"]["state"] == "draining"
+    assert decision.grants["b"]["state"] == "draining"  # over the cap of 1: no more of b
+    assert decision.release == {}
+    ended = {"a": batch("a", 0), "b": dataclasses.replace(work["b"], in_flight=0)}
+    after = decide(ended, decision.grants, KNOBS, NOW + 1)
+    assert set(after.grants) == {"b"} and after.release == {"b": 40}
+
+
+def test_a_decider_that_finds_the_lock_taken_knocks_and_the_holder_decides_again(
+        store, registry, clock, scheduler):
+    from mes.store.health import Heartbeats
+    Heartbeats(store.redis).beat(["mes.smollm", "mes.phi"], "w@h", ttl_s=60)
+    rounds = []
+
+    class Counting(Scheduler):
+        def _decide(self, records, dispatch, now):
+            rounds.append(now)
+            if len(rounds) == 1:  # a job ends elsewhere while we decide
+                assert self.run(dispatch, now) is None
+            return super()._decide(records, dispatch, now)
+
+    counting = Counting(store=store, registry=registry, backend="b1", knobs=scheduler.knobs,
+                        clock=clock.now)
+    assert counting.run(lambda job: None, clock.now()) is not None
+    assert len(rounds) == 2 and not counting.records().take_knock()
+
+
+def test_a_job_records_the_backend_time_it_took_and_the_load_it_paid(redis):
+    from mes.store.grants import GrantRecords
+    records = GrantRecords(redis, "b1")
+    timings = {"load_ms": 2000, "prompt_ms": 10, "generate_ms": 90}
+    for command in records.cost_commands("a", timings, wall_s=2.5):
+        redis.execute_command(*command)
+    # A job that waited for another job's load has a long wall time but pays nothing.
+    waited = {"load_ms": 0, "prompt_ms": 10, "generate_ms": 90}
+    for command in records.cost_commands("a", waited, wall_s=2.0):
+        redis.execute_command(*command)
+    assert records.costs() == {"a": {"run": 0.1, "load": 2.0}}
+    assert records.counters() == {"loads|a": 1.0, "load_s|a": 2.0}
+
+
+def test_status_shows_grants_held_work_and_counts(store, registry, clock, scheduler):
+    from mes.store.health import Heartbeats
+    Heartbeats(store.redis).beat(["mes.smollm", "mes.phi"], "w@h", ttl_s=60)
+    for model in ("smollm2:135m", "phi3:mini"):
+        submit_job({"model": model, "prompt": "hi", "priority": "batch"}, owner="alice",
+                   store=store, registry=registry, dispatcher=ListDispatcher(), clock=clock,
+                   max_timeout_s=600, schedule=lambda: None)
+        clock.advance(0.01)
+    scheduler.run(lambda job: None, clock.now())
+    scheduler.records().count("unloads|phi3:mini")
+    status = scheduler.status(clock.now() + 2)
+    assert status["enabled"] and status["cap"] == 1
+    assert status["grants"] == {"smollm2:135m": {"state": "active", "since_s": 2.0}}
+    assert status["held"] == {"phi3:mini": {"interactive": 0, "batch": 1}}
+    assert status["unloads"] == {"phi3:mini": 1} and status["loads"] == {}
+
+
+def test_the_oldest_interactive_job_decides_not_the_oldest_batch_work():
+    work = {"a": batch("a", 40, loaded=True, in_flight=0),
+            "b": ModelWork("b", interactive=1, batch=5, oldest_interactive=NOW - 5,
+                           oldest_batch=NOW - 100, load_s=2, run_s=0.1),
+            "c": ModelWork("c", interactive=1, batch=5, oldest_interactive=NOW - 30,
+                           oldest_batch=NOW - 50, load_s=2, run_s=0.1)}
+    grants = {"a": {"since": NOW - 5, "state": "active"}}
+    draining = decide(work, grants, KNOBS, NOW)
+    assert draining.grants["a"]["state"] == "draining"  # for c, whose job waited a quantum
+    after = decide(work, draining.grants, KNOBS, NOW + 1)
+    assert set(after.grants) == {"c"}
