@@ -39,6 +39,10 @@ class ResidencyRecords:
         pipe.execute()
 
     def busy(self, model_id: str) -> bool:
-        """Tell whether any job holds a slot on, or runs on, the model."""
-        return self._leases.slots_in_use(model_id) > 0 or \
-            bool(self._redis.scard(names.running(model_id)))
+        """Tell whether a live job holds a slot on the model.
+
+        Every running job holds a slot, renewed by its worker. Not the running set: a job
+        whose worker was killed stays in it until another worker runs it again, and would
+        keep its model loaded, and every other model out, while no worker is left to run it.
+        """
+        return self._leases.slots_in_use(model_id) > 0

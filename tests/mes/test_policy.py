@@ -101,3 +101,12 @@ def test_dead_holders_slot_expires(submit, store):
     time.sleep(0.4)
     _start(store, waiting, "waiting", limit=1)
     assert store.leases.slots_in_use(dead.model) == 1
+
+
+def test_a_job_whose_worker_died_does_not_keep_its_model_in(store, roomy_backend, clock, redis):
+    residency = Residency(store, roomy_backend, "roomy", max_loaded=1)
+    residency.admit("a:1", clock.now())
+    roomy_backend.load("a:1", "5m")
+    clock.advance(100)
+    redis.sadd(names.running("a:1"), "job-of-a-dead-worker")  # running, its slot expired
+    assert residency.admit("c:1", clock.now()).evicted == "a:1"
