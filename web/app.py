@@ -78,8 +78,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     @app.after_request
     def echo_request_id(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        if g.get("job_id") and "X-MES-Job-ID" not in response.headers:
-            response.headers["X-MES-Job-ID"] = g.job_id
+        job_id = getattr(g, "job_id", None)
+        if job_id and "X-MES-Job-ID" not in response.headers:
+            response.headers["X-MES-Job-ID"] = job_id
         key = g.get("api_key")
         access_log.info("%s %s %s", request.method, request.path, response.status_code, extra={
             "request_id": g.get("request_id"), "method": request.method, "path": request.path,

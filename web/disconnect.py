@@ -12,6 +12,8 @@ import select
 import socket
 from typing import Callable
 
+GUNICORN_SOCKET = "gunicorn.socket"  # the WSGI environ key of the client's socket
+
 
 def peer_closed(sock) -> bool:
     """Tell whether the other end of a connected socket has closed it."""
@@ -26,7 +28,7 @@ def peer_closed(sock) -> bool:
 
 def gone_check(environ: dict) -> Callable[[], bool]:
     """Return a check of whether the request's client went away (never, without a socket)."""
-    sock = environ.get("gunicorn.socket")
+    sock = environ.get(GUNICORN_SOCKET)
     if sock is None:
         return lambda: False
     return lambda: peer_closed(sock)

@@ -41,6 +41,7 @@ def with_error_headers(response: Response, exc: MESError) -> Response:
 
 
 Mapper = Callable[[MESError], Response]
+DOORS_KEY = "mes_error_doors"  # app.extensions: path prefix -> the door's mapper
 
 
 def mapper_for(path: str, doors: dict[str, Mapper]) -> Mapper:
@@ -53,7 +54,7 @@ def mapper_for(path: str, doors: dict[str, Mapper]) -> Mapper:
 
 def register_door(app: Flask, prefix: str, mapper: Mapper) -> None:
     """Answer errors of every request under `prefix` in that door's own error shape."""
-    app.extensions.setdefault("mes_error_doors", {})[prefix] = mapper
+    app.extensions.setdefault(DOORS_KEY, {})[prefix] = mapper
 
 
 def init_app(app: Flask) -> None:
@@ -62,7 +63,7 @@ def init_app(app: Flask) -> None:
     def respond(exc: MESError) -> Response:
         if isinstance(exc, RateLimited):
             _count_refusal(exc.code)
-        return mapper_for(request.path, app.extensions.get("mes_error_doors", {}))(exc)
+        return mapper_for(request.path, app.extensions.get(DOORS_KEY, {}))(exc)
 
     @app.errorhandler(ClientGone)
     def handle_client_gone(exc: ClientGone):

@@ -19,6 +19,7 @@ from mes.settings import UNLIMITED, Settings
 from mes.store import names
 
 KEY_PREFIX = names.RATE_LIMIT_PREFIX
+LIMITER_KEY = "mes_limiter"  # where the app keeps its limiter (app.extensions)
 
 
 def _key_name() -> str:
@@ -59,12 +60,12 @@ def build_limiter(settings: Settings, redis) -> Limiter:
 def init_app(app: Flask, limiter: Limiter) -> None:
     """Attach the limiter; call after web.auth.init_app so that keys are known when it runs."""
     limiter.init_app(app)
-    app.extensions["mes_limiter"] = limiter
+    app.extensions[LIMITER_KEY] = limiter
 
 
 def retry_after_s() -> int:
     """Return the whole seconds until the breached limit lets the key in again (at least 1)."""
-    limiter = current_app.extensions.get("mes_limiter")
+    limiter = current_app.extensions.get(LIMITER_KEY)
     limit = limiter.current_limit if limiter is not None else None
     if limit is None:
         return 1

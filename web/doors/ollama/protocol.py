@@ -15,6 +15,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from mes.errors import InvalidRequest
 
+UNKNOWN_FIELDS = "_unknown"  # the key under which a body's unknown field names travel
+
 # Fields that ask for what MES cannot do; a falsy value ([], "", false) asks for nothing.
 UNSUPPORTED = ("images", "tools", "suffix", "template", "context", "raw", "think", "logprobs",
                "top_logprobs")
@@ -133,7 +135,7 @@ def load(schema: Schema, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidRequest("the request body must be a JSON object")
     data = {key: value for key, value in schema.load(raw).items() if value is not None}
-    data["_unknown"] = unknown_fields(schema, raw)
+    data[UNKNOWN_FIELDS] = unknown_fields(schema, raw)
     return data
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from mes.errors import UnknownModel
 from mes.jobs import Job, JobKind
 from mes.registry import ModelRegistry
+from web.doors.ollama.protocol import UNKNOWN_FIELDS
 
 NS_PER_MS = 1_000_000
 # Ollama's options that MES's job options take, and the name MES gives each.
@@ -82,7 +83,7 @@ def job_options(options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 def ignored_fields(wire: dict[str, Any], *, used: tuple[str, ...] = ()) -> list[str]:
     """Return the request fields that MES decides itself or does not know, in a stable order."""
     decided = [name for name in DECIDED_BY_MES if name in wire and name not in used]
-    return decided + [name for name in wire.get("_unknown", ()) if name not in decided]
+    return decided + [name for name in wire.get(UNKNOWN_FIELDS, ()) if name not in decided]
 
 
 def job_body(endpoint: str, wire: dict[str, Any], model: str) -> tuple[dict[str, Any], list[str]]:

@@ -25,6 +25,7 @@ from mes.store.batches import BatchRecord
 from web.doors.openai.answers import Answer
 from web.doors.openai.files import CursorPage, cursor_page, view_id
 from web.doors.openai.protocol import UNSUPPORTED, WireSchema, refused
+from web.doors.openai.batches_output import BASE64_LINES
 
 DOOR = "openai"
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
@@ -69,7 +70,7 @@ def door_extra(wire: dict[str, Any], *, timeout_s: int, base64: list[int], total
     if base64:  # embeddings asked for base64: all of them (one word), or these lines
         extra["encoding_format"] = "base64" if len(base64) == total else "mixed"
         if len(base64) < total:
-            extra["base64_lines"] = base64
+            extra[BASE64_LINES] = base64
     return extra
 
 

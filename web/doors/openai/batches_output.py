@@ -20,6 +20,8 @@ from mes.jobs import Job, JobStatus
 from mes.store.batches import BatchRecord, BatchStore
 from web.doors.openai import translate
 
+BASE64_LINES = "base64_lines"  # in a batch's extra: lines that asked for base64 vectors
+
 CHUNK = 500  # jobs read per round trip
 
 ANSWERS: dict[str, Callable[[Job, str], dict[str, Any]]] = {
@@ -37,7 +39,7 @@ UNANSWERED = {
 def encoding_of(extra: dict[str, Any]) -> Callable[[int], str]:
     """Return what tells the embeddings encoding the request at an index asked for."""
     everywhere = extra.get("encoding_format") == "base64"
-    lines = set(extra.get("base64_lines", ()))
+    lines = set(extra.get(BASE64_LINES, ()))
     return lambda index: "base64" if everywhere or index in lines else "float"
 
 
