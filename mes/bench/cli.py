@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mes.bench import footprint, scenarios, structured_suite
+from mes.bench import footprint, scenarios, structured_suite, swap
 from mes.bench.report import write_json
 
 SCENARIOS = {
@@ -15,6 +15,7 @@ SCENARIOS = {
     "realmodel": scenarios.realmodel,
     "memory": footprint.memory,
     "structured": structured_suite.structured,
+    "swap": swap.swap,
 }
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-tokens", type=int, default=64, help="realmodel: tokens per reply")
     parser.add_argument("--queued", type=int, default=100_000, help="memory: jobs to queue")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    swap.add_arguments(parser)
     args = parser.parse_args(argv)
     figures = SCENARIOS[args.scenario](args)
     figures["args"] = vars(args)
