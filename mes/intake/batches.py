@@ -7,6 +7,7 @@ them to the workers as they free up (mes.scheduling.release), never 10,000 broke
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from mes.store.jobs import RedisJobStore
 
 MAX_LINE_ERRORS = 50
 CANCEL_CHUNK = 500
+YIELD_EVERY = 100  # lines checked or built between two turns for the process's other requests
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,17 @@ class BatchRequest:
     custom_id: str
     body: dict[str, Any]
     kind: JobKind = JobKind.INFERENCE
+
+
+def let_others_run(index: int) -> None:
+    """Sleep for no time every YIELD_EVERY lines, so a long ingest does not stall its process.
+
+    The web's gevent workers patch time.sleep: sleep(0) lets the process's other requests run
+    (a client reading its job would otherwise wait for the whole batch); elsewhere it only
+    gives up the GIL for a moment.
+    """
+    if index and index % YIELD_EVERY == 0:
+        time.sleep(0)
 
 
 def check_lines(raw_lines: list[Any], registry: ModelRegistry, *,
@@ -43,6 +56,7 @@ def check_lines(raw_lines: list[Any], registry: ModelRegistry, *,
     seen: dict[str, int] = {}
     lines: list[BatchRequest] = []
     for index, raw in enumerate(raw_lines):
+        let_others_run(index)
         custom_id = raw.get("custom_id") if isinstance(raw, dict) else None
         try:
             line = parse(raw)
@@ -92,7 +106,8 @@ def submit_batch(lines: list[BatchRequest], *, owner: str, store: RedisJobStore,
     batch_id = new_id("batch", now)
     jobs = []
     longest = 0
-    for line in lines:
+    for index, line in enumerate(lines):
+        let_others_run(index)
         spec = registry.get(line.body["model"])
         timeout_s = request_timeout(line.body, spec, max_timeout_s)
         longest = max(longest, timeout_s)

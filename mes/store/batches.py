@@ -19,7 +19,9 @@ from mes.store.held import held_score
 from mes.store.jobs import RedisJobStore
 
 COUNTED = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
-CHUNK = 2000  # jobs per pipelined round trip at ingest
+# Jobs per pipelined round trip at ingest. Under gevent the web's other requests run while
+# a round trip waits for Redis, so a chunk is also the longest stretch they wait for.
+CHUNK = 100
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,12 @@ class BatchStore:
             pipe = self._redis.pipeline(transaction=False)
             self._jobs.create_many(chunk, pipe)
             pipe.rpush(names.batch_jobs(batch_id), *[job.id for job in chunk])
+            held: dict[str, dict[str, int]] = {}
             for offset, job in enumerate(chunk):
                 # Oldest batch first, and within a batch the order of its requests.
-                pipe.zadd(names.held(job.model), {job.id: held_score(job, start + offset)})
+                held.setdefault(job.model, {})[job.id] = held_score(job, start + offset)
+            for model, scores in held.items():
+                pipe.zadd(names.held(model), scores)  # one ZADD per model, not one per job
             pipe.expire(names.batch_jobs(batch_id), keep_s)
             replies = pipe.execute(raise_on_error=False)
             self._jobs.saved_many(chunk, replies[:len(chunk)])
