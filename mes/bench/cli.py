@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mes.bench import footprint, scenarios, structured_suite, swap
+from mes.bench import batching, doors, footprint, scenarios, streaming, structured_suite, swap
 from mes.bench.report import write_json
 
 SCENARIOS = {
@@ -16,6 +16,9 @@ SCENARIOS = {
     "memory": footprint.memory,
     "structured": structured_suite.structured,
     "swap": swap.swap,
+    "stream": streaming.stream,
+    "batch": batching.batch,
+    "doors": doors.doors,
 }
 
 
@@ -31,7 +34,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-tokens", type=int, default=64, help="realmodel: tokens per reply")
     parser.add_argument("--queued", type=int, default=100_000, help="memory: jobs to queue")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    swap.add_arguments(parser)
+    for module in (swap, streaming, batching, doors):
+        module.add_arguments(parser)
     args = parser.parse_args(argv)
     figures = SCENARIOS[args.scenario](args)
     figures["args"] = vars(args)

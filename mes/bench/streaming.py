@@ -244,3 +244,17 @@ def stream(args) -> dict[str, Any]:
         print(table(f"stream (hold): {h['streams']} open streams for {h['hold_s']:g} s",
                     ["figure", "value"], [[k, v] for k, v in h.items()]))
     return figures
+
+
+def add_arguments(parser) -> None:
+    """Add the stream scenario's flags to `mes bench`."""
+    group = parser.add_argument_group("stream")
+    group.add_argument("--token-ms", type=float, default=20.0,
+                       help="stream: the simulated engine's latency per token")
+    group.add_argument("--no-real", action="store_true", help="stream: skip the real model")
+    group.add_argument("--real-count", type=int, default=6,
+                       help="stream: real-model requests a side")
+    group.add_argument("--streams", type=int, default=1000,
+                       help="stream: open streams to hold (0 to skip)")
+    group.add_argument("--hold-s", type=float, default=60.0,
+                       help="stream: how long to hold them open")
