@@ -96,8 +96,12 @@ def test_queue_full_answers_429_with_retry_after(stack, tmp_path):
     stack.models_file = models_file(tmp_path, concurrency=1, phi={"max_queue": 3})
     start(stack, workers=(("w1", 1),))
     requests.post(stack.engine_url + "/mes-engine/faults", json={"hang": True}, timeout=5)
-    accepted, refused = [], None
-    for i in range(6):
+    first = requests.post(stack.web_url + "/v1/jobs", headers=ALICE, timeout=10,
+                          json={"model": "phi3:mini", "prompt": "fill 0"}).json()["id"]
+    # The first one holds the only slot (the engine hangs) before the queue fills behind it.
+    wait_until(lambda: stack.jobs([first])[first]["status"] == "running", 30, "the first job running")
+    accepted, refused = [first], None
+    for i in range(1, 6):
         response = requests.post(stack.web_url + "/v1/jobs", headers=ALICE, timeout=10,
                                  json={"model": "phi3:mini", "prompt": f"fill {i}"})
         if response.status_code == 429:
