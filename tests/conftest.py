@@ -9,6 +9,8 @@ import pytest
 
 from mes.backends.ollama import OllamaClient
 from mes.clock import SystemClock
+from mes.engine.config import EngineConfig
+from mes.engine.server import EngineServer
 from mes.registry import ModelRegistry
 from mes.services import Services
 from mes.settings import Settings
@@ -52,6 +54,14 @@ def redis():
     client = fakeredis.FakeRedis(decode_responses=True)
     yield client
     client.flushall()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The engine in this process, over HTTP: every test model but ghost:1b."""
+    server = EngineServer(EngineConfig(port=0, models=["smollm2:135m", "phi3:mini"])).start()
+    yield server
+    server.shutdown()
 
 
 @pytest.fixture

@@ -126,11 +126,7 @@ class OllamaClient:
               keep_alive: Any = None, truncate: bool = True,
               dimensions: int | None = None) -> dict[str, Any]:
         """Run /api/embed and return Ollama's answer: embeddings and counts."""
-        body: dict[str, Any] = {"model": model, "input": inputs, "truncate": truncate}
-        if options:
-            body["options"] = options
-        if keep_alive is not None:
-            body["keep_alive"] = keep_alive
+        body = {**_body(model, options, None, keep_alive), "input": inputs, "truncate": truncate}
         if dimensions is not None:
             body["dimensions"] = dimensions
         return self._json("POST", "/api/embed", body)

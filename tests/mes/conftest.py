@@ -8,20 +8,12 @@ from operator import attrgetter
 import pytest
 
 from mes.backends.ollama import OllamaClient
-from mes.engine.config import EngineConfig
-from mes.engine.server import EngineServer
 from mes.intake.submit import submit_job
 from tests.support.dispatcher import RecordingDispatcher
 
 # Core tests compare the ids that were sent.
 ListDispatcher = partial(RecordingDispatcher, keep=attrgetter("id"))
 
-
-@pytest.fixture(scope="module")
-def engine():
-    server = EngineServer(EngineConfig(port=0, models=["smollm2:135m", "phi3:mini"])).start()
-    yield server
-    server.shutdown()
 
 
 @pytest.fixture

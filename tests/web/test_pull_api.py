@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mes.engine.config import EngineConfig
-from mes.engine.server import EngineServer
 from mes.store.progress import ProgressStore
 from tests.conftest import make_services
 from tests.web.conftest import ALICE, OPS, ROOT
 from web.app import create_app
 
-
-@pytest.fixture(scope="module")
-def engine():
-    server = EngineServer(EngineConfig(port=0, models=["smollm2:135m", "phi3:mini"])).start()
-    yield server
-    server.shutdown()
 
 
 @pytest.fixture
