@@ -9,7 +9,9 @@ The clients are plain requests sessions, one per client thread for all three doo
 client's own cost is the same on every side; the doors take turns request by request, and
 each door comes first, second and third in as many rounds. A door's added latency is its
 p50 (p99) less /v1/inference's in the same run, and the median of that over `--runs`.
-Run 0 warms every path up and is dropped.
+Run 0 warms every path up and is dropped. Then each door alone takes `--count` requests
+more, and the web processes' CPU seconds over them give its CPU per request: a figure the
+neighbours of a shared machine inflate far less than a latency.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import statistics
 import threading
 from typing import Any
 
+from mes.bench.batching import cpu_seconds
 from mes.bench.load import Sample, run_load
 from mes.bench.report import median_of, summarise, table
 from mes.bench.scenarios import MODEL, ZERO_LATENCY, say
@@ -129,6 +132,7 @@ def doors(args) -> dict[str, Any]:
             if run:
                 for door, f in figures.items():
                     runs[door].append(f)
+        cpu_ms = {door: web_cpu_ms(stack, door, args) for door in paths}
     med = {door: {key: median_of(results, key) for key in (*KEYS, "errors")}
            for door, results in runs.items()}
     added = {door: {key: statistics.median(r[key] - v[key] for r, v in zip(runs[door], runs["v1"]))
@@ -138,13 +142,21 @@ def doors(args) -> dict[str, Any]:
              for door, a in added.items()}
     rows = [[LABELS[door], *[med[door][key] for key in KEYS], med[door]["errors"],
              added[door]["p50_ms"] if door in added else "",
-             added[door]["p99_ms"] if door in added else ""] for door in paths]
+             added[door]["p99_ms"] if door in added else "", cpu_ms[door]] for door in paths]
     print(table(f"doors: {getattr(args, 'count', 500)} requests per door x {runs_wanted} runs, "
                 f"alternating, concurrency {getattr(args, 'concurrency', 1)}, zero-latency "
                 "engine, medians over runs",
                 ["path", "p50 ms", "p90 ms", "p99 ms", "errors", "added p50 ms",
-                 "added p99 ms"], rows))
+                 "added p99 ms", "web CPU ms/req"], rows))
     print(f"target: each door adds at most {ADDED_P50_MS:g} ms at p50 over /v1/inference: "
           + ", ".join(f"{door} {'met' if f['met'] else 'missed'}" for door, f in found.items()))
     return {"scenario": "doors", "medians": med, "added_ms": added, "targets": found,
-            "runs": runs}
+            "web_cpu_ms_per_request": cpu_ms, "runs": runs}
+
+
+def web_cpu_ms(stack: BenchStack, door: str, args) -> float:
+    """Send `--count` requests through one door alone; return the web's CPU ms per request."""
+    before, _ = cpu_seconds(stack)
+    one_run(stack, (door,), args, f"{door} alone, for its CPU")
+    after, _ = cpu_seconds(stack)
+    return (after - before) * 1000 / getattr(args, "count", 500)

@@ -39,6 +39,7 @@ def test_doors_scenario_reports_each_door_against_v1():
     assert set(figures["medians"]) == {"openai", "ollama", "v1"}
     assert all(m["errors"] == 0 and m["p50_ms"] > 0 for m in figures["medians"].values())
     assert set(figures["added_ms"]) == set(figures["targets"]) == {"openai", "ollama"}
+    assert all(ms > 0 for ms in figures["web_cpu_ms_per_request"].values())
 
 
 def test_doors_take_turns_in_every_position():
