@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 
 from mes.errors import InvalidRequest, PayloadTooLarge
 from mes.structured.formats import json_depth
@@ -18,12 +18,17 @@ from mes.registry import ModelRegistry
 from mes.settings import Settings
 
 MAX_JSON_DEPTH = 64
+BATCH_BODY_PATHS = frozenset({"/v1/batches"})
 
 
 def check_json_body() -> None:
     """Parse a JSON body once, refusing one that nests too deep for the code that walks it."""
     if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
         return  # no view reads any other body
+    if request.path in BATCH_BODY_PATHS:
+        # A batch's body may be as large as MES_MAX_BATCH_BYTES, not the general request limit;
+        # it must be raised before the body is read here, or Flask refuses it with a bare 413.
+        request.max_content_length = current_app.extensions["mes"].services.settings.max_batch_bytes
     try:
         # silent: a malformed body is left for the view, which answers 400 with the reason.
         body = request.get_json(silent=True)

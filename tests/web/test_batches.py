@@ -115,3 +115,13 @@ def test_status_and_metrics_count_batches_in_progress(client):
     assert "mes_batch_jobs_ingested_total 4.0" in metrics
     client.delete(f"/v1/batches/{batch['id']}", headers=ALICE)
     assert client.get("/v1/status", headers=ROOT).get_json()["batches"]["in_progress"] == 0
+
+
+def test_a_json_batch_over_the_general_body_limit_is_accepted(client):
+    # The app's general limit is 1 MiB (MES_MAX_BODY_BYTES); a batch may be up to 200 MiB.
+    body = {"requests": [{**LINE, "prompt": "x" * 2000, "custom_id": f"big-{i}"}
+                         for i in range(700)]}
+    assert len(json.dumps(body)) > 1_048_576
+    response = client.post("/v1/batches", json=body, headers=ALICE)
+    assert response.status_code == 202, response.get_data(as_text=True)[:300]
+    assert response.get_json()["request_counts"]["total"] == 700
