@@ -165,7 +165,7 @@ class Settings:
     max_file_bytes_per_key: int = 1024 * 1_048_576
     # Swap-aware scheduling (docs/scheduling.md): on with "auto" when MES_MAX_LOADED_MODELS > 0.
     scheduler: str = "auto"
-    sched_quantum_s: float = 30.0
+    sched_quantum_s: float = 20.0
     sched_group_factor: float = 1.0
 
     @property

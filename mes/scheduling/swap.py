@@ -73,7 +73,7 @@ class Knobs:
     """Hold the rule's settings."""
 
     cap: int
-    quantum_s: float = 30.0
+    quantum_s: float = 20.0
     group_factor: float = 1.0
     max_batch_wait_s: float = 300.0
 
