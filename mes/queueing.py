@@ -105,9 +105,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_create_missing_queues": True,
         "task_default_queue": "mes.default",
-        # Flower needs the workers' task events. The "sent" event is left off: it costs the
-        # web an extra publish per job, and Flower shows the task from "received" on.
-        "worker_send_task_events": True,
+        # Task events only while someone watches: Flower turns them on in every worker when
+        # it starts and every 5 s after (its --enable_events). Left on for good, the
+        # "received" event is one more Redis write between a job's arrival and its start,
+        # 1.8 ms of its time to first token here (docs/benchmarks.md, issue 13). The "sent"
+        # event stays off: it would cost the web a publish per job.
+        "worker_send_task_events": False,
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         # Beat keeps its schedule in Redis and holds a lock there: one leader across hosts.

@@ -37,25 +37,34 @@ def say(text: str) -> None:
 
 def _direct(engine: str, body: dict) -> dict[str, float]:
     start = time.perf_counter()
-    first = last = None
+    first = end = None
     tokens = 0
     with requests.post(engine + "/api/generate", json={**body, "stream": True}, stream=True,
                        timeout=600) as response:
         for line in response.iter_lines():
             chunk = json.loads(line)
             if chunk.get("response"):
-                now = time.perf_counter()
-                first = first or now
-                last = now
+                first = first or time.perf_counter()
             if chunk.get("done"):
+                end = time.perf_counter()
                 tokens = chunk.get("eval_count", 0)
+    return _figures(start, first, end, tokens)
+
+
+def _figures(start: float, first: float | None, end: float | None, tokens: int
+             ) -> dict[str, float]:
+    # Tokens/s from the first token to the whole reply in hand (`done`), on both sides: MES
+    # sends several tokens an event and its last ones with `done`, so timing the first to
+    # the last text event would credit it with the tail it has not delivered yet.
+    if first is None or end is None:
+        raise RuntimeError("the stream ended without a token or without done")
     return {"ttft_ms": (first - start) * 1000, "tokens": tokens,
-            "tokens_per_s": (tokens - 1) / (last - first) if last and last > first else 0.0}
+            "tokens_per_s": (tokens - 1) / (end - first) if end > first and tokens > 1 else 0.0}
 
 
 def _via_mes(stack: BenchStack, body: dict) -> dict[str, float]:
     start = time.perf_counter()
-    first = last = None
+    first = end = None
     tokens = 0
     with requests.post(stack.web_url + "/v1/inference", json={**body, "stream": True},
                        headers=stack.headers, stream=True, timeout=600) as response:
@@ -64,13 +73,11 @@ def _via_mes(stack: BenchStack, body: dict) -> dict[str, float]:
             if raw.startswith("event: "):
                 kind = raw[7:]
             elif raw.startswith("data: ") and kind == "token":
-                now = time.perf_counter()
-                first = first or now
-                last = now
+                first = first or time.perf_counter()
             elif raw.startswith("data: ") and kind == "done":
+                end = time.perf_counter()
                 tokens = json.loads(raw[6:])["result"]["usage"]["completion_tokens"]
-    return {"ttft_ms": (first - start) * 1000, "tokens": tokens,
-            "tokens_per_s": (tokens - 1) / (last - first) if last and last > first else 0.0}
+    return _figures(start, first, end, tokens)
 
 
 def _compare(stack: BenchStack, engine: str, count: int, max_tokens: int,
