@@ -114,16 +114,6 @@ class RedisJobStore:
                                      restart=restart, hold=hold)
         return self._saved(job, self._save(keys=keys, args=args))
 
-    def create_many(self, jobs: list[Job], pipe) -> None:
-        """Queue the creation of many new jobs on a pipeline (a batch's ingest); no limits."""
-        for job in jobs:
-            keys, args = self._save_call(job, "")
-            self._save(keys=keys, args=args, client=pipe)
-
-    def saved_many(self, jobs: list[Job], replies: list) -> list[Job]:
-        """Check the replies of pipelined saves, in order; raise for the first that failed."""
-        return [self._saved(job, reply) for job, reply in zip(jobs, replies)]
-
     def _save_call(self, job: Job, expected: str, *, queue_limit: int | None = None,
                    idempotency: tuple[str, str] | None = None, slot: SlotClaim | None = None,
                    effects: Effects | None = None, restart: bool = False, hold: bool = False

@@ -153,6 +153,65 @@ run_some(tonumber(ARGV[20]))
 return version
 """
 
+# Create a chunk of one batch's new jobs in one call: for each job exactly what SAVE writes
+# when it creates a batch job (its hash, its event stream's `queued` event, the model's queued
+# index and interactive lane, the owner's index, the counters, the batch's queued count), plus
+# what the batch's ingest adds (its held entry and its place in the batch's job list). One call
+# for a few hundred jobs instead of one SAVE each: per-call overhead was most of the cost.
+# KEYS[1] owner's job index (zset), KEYS[2] counters hash, KEYS[3] the batch's hash,
+# KEYS[4] the batch's job list; then for each of the chunk's M models 3 keys: its queued zset,
+# its interactive lane's queued zset, its held zset; then for each job 2 keys: its hash, its
+# event stream
+# ARGV[1] M, ARGV[2] how many jobs, ARGV[3] the event stream's length cap, ARGV[4] the job
+# list's TTL (s); then for each job 8: id, record JSON, TTL (s), score (created, ms), held
+# score, its model's number (1 to M), its lane (interactive or batch), its attempt number
+# Returns 0, or the number (from 1) of the first job whose id is taken: then nothing is written.
+# Each zset gets one ZADD per chunk; a chunk stays well under Lua's unpack limit (8,000).
+CREATE_BATCH_JOBS = """
+local models, count, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local first_job = 4 + 3 * models
+for j = 1, count do
+  if redis.call('EXISTS', KEYS[first_job + 2 * j - 1]) == 1 then return j end
+end
+local queued, lane, held, owned, ids = {}, {}, {}, {}, {}
+for m = 1, models do queued[m], lane[m], held[m] = {}, {}, {} end
+local ttl
+for j = 1, count do
+  local a = 4 + 8 * (j - 1)
+  local id, score, m = ARGV[a + 1], ARGV[a + 4], tonumber(ARGV[a + 6])
+  local record, events = KEYS[first_job + 2 * j - 1], KEYS[first_job + 2 * j]
+  ttl = ARGV[a + 3]
+  redis.call('HSET', record, 'status', 'queued', 'data', ARGV[a + 2], 'version', '1')
+  redis.call('EXPIRE', record, ttl)
+  local q = queued[m]
+  q[#q + 1] = score; q[#q + 1] = id
+  if ARGV[a + 7] == 'interactive' then
+    local l = lane[m]
+    l[#l + 1] = score; l[#l + 1] = id
+  end
+  local h = held[m]
+  h[#h + 1] = ARGV[a + 5]; h[#h + 1] = id
+  owned[#owned + 1] = score; owned[#owned + 1] = id
+  ids[j] = id
+  redis.call('XADD', events, 'MAXLEN', '~', cap, '*', 'type', 'status',
+             'data', '{"status":"queued","attempt":' .. ARGV[a + 8] .. '}')
+  redis.call('EXPIRE', events, ttl)
+end
+for m = 1, models do
+  local base = 4 + 3 * (m - 1)
+  if #queued[m] > 0 then redis.call('ZADD', KEYS[base + 1], unpack(queued[m])) end
+  if #lane[m] > 0 then redis.call('ZADD', KEYS[base + 2], unpack(lane[m])) end
+  if #held[m] > 0 then redis.call('ZADD', KEYS[base + 3], unpack(held[m])) end
+end
+redis.call('ZADD', KEYS[1], unpack(owned))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('HINCRBY', KEYS[2], 'jobs_submitted', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'queued', ARGV[2])
+redis.call('RPUSH', KEYS[4], unpack(ids))
+redis.call('EXPIRE', KEYS[4], ARGV[4])
+return 0
+"""
+
 # Take a job's lease and read the job and its backend's breaker, in one trip.
 # KEYS[1] lease key, KEYS[2] job hash, KEYS[3] breaker hash, KEYS[4] cancel flag
 # ARGV[1] our token, ARGV[2] lease TTL (ms)
