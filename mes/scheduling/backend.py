@@ -91,7 +91,9 @@ class Scheduler:
             try:
                 records.take_knock()  # what we read next is the state any knock so far saw
                 if loaded_now is not None:
-                    records.set_loaded(loaded_now)
+                    for model in records.set_loaded(loaded_now):
+                        log.info("event=schedule backend=%s %s: unloaded by the backend itself",
+                                 self.backend, model)
                     loaded_now = None
                 decision = self._decide(records, dispatch, now)
             finally:
@@ -133,6 +135,8 @@ class Scheduler:
                 "loaded": sorted(records.loaded() or []), "held": held,
                 "loads": per_model("loads"), "load_s": per_model("load_s", lambda v: round(v, 3)),
                 "unloads": per_model("unloads"),
+                "unload_s": per_model("unload_s", lambda v: round(v, 3)),
+                "self_unloads": per_model("self_unloads"),
                 "swaps_avoided": int(counters.get("swaps_avoided", 0))}
 
 

@@ -7,6 +7,8 @@ Metric names (all prefixed mes_):
   model_loads_total{backend,model}          counter   loads that jobs paid for
   model_load_seconds_total{backend,model}   counter   time spent loading
   model_unloads_total{backend,model}        counter   models MES unloaded to make room
+  model_unload_seconds_total{backend,model} counter   time those unloads took
+  model_self_unloads_total{backend,model}   counter   models the backend unloaded by itself
   scheduler_held_jobs{backend,model,lane}   gauge     jobs held in MES, waiting for a grant
   swaps_avoided_total{backend}              counter   releases that kept a loaded model busy
                                                       while older work of another waited
@@ -49,7 +51,10 @@ class SchedulingCollector:
         for name, help_text, key in (
                 ("mes_model_loads", "Loads that jobs paid for", "loads"),
                 ("mes_model_load_seconds", "Time spent loading models", "load_s"),
-                ("mes_model_unloads", "Models MES unloaded to make room", "unloads")):
+                ("mes_model_unloads", "Models MES unloaded to make room", "unloads"),
+                ("mes_model_unload_seconds", "Time MES's unloads took", "unload_s"),
+                ("mes_model_self_unloads", "Models the backend unloaded by itself",
+                 "self_unloads")):
             counter = CounterMetricFamily(name, help_text, labels=["backend", "model"])
             for model, value in status[key].items():
                 counter.add_metric([backend, model], float(value))

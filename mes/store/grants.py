@@ -53,13 +53,39 @@ class GrantRecords:
 
     def loaded(self) -> set[str] | None:
         """Return what the backend last said it has loaded (None when not known lately)."""
-        raw = self._redis.get(names.backend_loaded(self.backend))
-        return None if raw is None else set(json.loads(raw))
+        seen = self._seen()
+        return None if seen is None else set(seen)
 
-    def set_loaded(self, models: set[str]) -> None:
-        """Remember what the backend says it has loaded now."""
-        self._redis.set(names.backend_loaded(self.backend), json.dumps(sorted(models)),
-                        ex=LOADED_TTL_S)
+    def _seen(self) -> dict[str, float] | None:
+        # model -> MES's unload count for it when it was seen loaded (an older record: a list)
+        raw = self._redis.get(names.backend_loaded(self.backend))
+        if raw is None:
+            return None
+        value = json.loads(raw)
+        return {model: None for model in value} if isinstance(value, list) else value
+
+    def set_loaded(self, models: set[str]) -> list[str]:
+        """Remember what the backend says it has loaded now; count and return what it dropped.
+
+        A model seen loaded last time and gone now, which MES did not unload meanwhile (its
+        unload count has not moved), was unloaded by the backend itself: its keep_alive ran
+        out, or it restarted.
+        """
+        seen = self._seen() or {}
+        counters = self.counters()
+        unloads = {model: counters.get(f"unloads|{model}", 0.0)
+                   + counters.get(f"requested_unloads|{model}", 0.0)
+                   for model in set(seen) | models}
+        dropped = sorted(model for model, count in seen.items()
+                         if model not in models and count is not None
+                         and unloads[model] == count)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(names.backend_loaded(self.backend),
+                 json.dumps({model: unloads[model] for model in sorted(models)}), ex=LOADED_TTL_S)
+        for model in dropped:
+            pipe.hincrby(names.sched_counters(self.backend), f"self_unloads|{model}", 1)
+        pipe.execute()
+        return dropped
 
     def costs(self) -> dict[str, dict[str, float]]:
         """Return per model its last measured load time and run time per job (seconds)."""
@@ -89,9 +115,17 @@ class GrantRecords:
                          ("HINCRBYFLOAT", counters, f"load_s|{model}", repr(load_s))]
         return commands
 
+    def requested_unload_commands(self, model: str) -> list[tuple]:
+        """Return the command that counts an unload someone asked for, to ride along with its save."""
+        return [("HINCRBY", names.sched_counters(self.backend), f"requested_unloads|{model}", 1)]
+
     def count(self, name: str, amount: int = 1) -> None:
         """Add to one of the backend's scheduling counters."""
         self._redis.hincrby(names.sched_counters(self.backend), name, amount)
+
+    def add_seconds(self, name: str, seconds: float) -> None:
+        """Add a duration to one of the backend's scheduling counters."""
+        self._redis.hincrbyfloat(names.sched_counters(self.backend), name, repr(seconds))
 
     def counters(self) -> dict[str, float]:
         """Return the backend's scheduling counters."""

@@ -11,6 +11,7 @@ never holds every other worker's decision up.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from mes.backends.ollama import OllamaClient
@@ -63,12 +64,17 @@ class Residency:
             victim = self.pick_victim(loaded - {model_id})
             if victim is None:
                 return Admission(False, reason="every loaded model has running jobs")
+            # Counted before the call: the scheduler, reading /api/ps meanwhile, must know
+            # that MES unloaded it, not the backend by itself.
+            self._counts.count(f"unloads|{victim}")
+            started = time.perf_counter()
             try:
                 self._backend.unload(victim)
             except MESError as exc:
+                self._counts.count(f"unloads|{victim}", -1)
                 return Admission(False, reason=f"could not unload {victim}: {exc.code}")
+            self._counts.add_seconds(f"unload_s|{victim}", time.perf_counter() - started)
             self._records.admit(model_id, now, evicted=victim)
-            self._counts.count(f"unloads|{victim}")
             log.info("event=model_evicted model=%s for=%s", victim, model_id)
             return Admission(True, evicted=victim)
 

@@ -19,7 +19,7 @@ from mes.backends.ollama import OllamaClient
 from mes.clock import SystemClock
 from mes.errors import (BackendError, BackendUnavailable, JobCancelled, JobExpired, JobTimeout,
                         MESError, WorkerLost)
-from mes.jobs import Job, JobStatus
+from mes.jobs import Job, JobKind, JobStatus
 from mes.registry import ModelRegistry, ModelSpec
 from mes.services import Services, connect_redis
 from mes.store.grants import GrantRecords
@@ -188,8 +188,12 @@ class JobRunner:
         # The bookkeeping rides along with the final save: one round trip for all of it.
         bookkeeping = self.store.usage_commands(job.model, finished)
         # What the job paid to load its model, and its run time: the scheduler's costs.
-        bookkeeping += GrantRecords(self.store.redis, self.breaker.name).cost_commands(
-            job.model, result["timings"], wall_s=finished - job.started_at)
+        grant_records = GrantRecords(self.store.redis, self.breaker.name)
+        bookkeeping += grant_records.cost_commands(job.model, result["timings"],
+                                                   wall_s=finished - job.started_at)
+        if job.kind is JobKind.UNLOAD:
+            # Asked for, not the backend's own doing: the scheduler must not count it as that.
+            bookkeeping += grant_records.requested_unload_commands(job.model)
         if self.metrics:
             bookkeeping += self.metrics.job_ran_commands(
                 job.model, queue_wait_s=job.started_at - job.created_at,

@@ -122,3 +122,26 @@ def test_an_interactive_job_for_an_unloaded_model_waits_one_quantum_not_the_whol
     paid = {m: loads(stack)[m] - before[m] for m in MODELS}
     # alpha, one swap to bravo and back; alpha's next quanta need no load.
     assert paid["bravo:1b"] == 1 and paid["alpha:1b"] <= 2 and paid["charlie:1b"] == 0, paid
+
+
+def test_a_model_the_backend_unloads_by_itself_is_noticed_and_counted(stack):
+    def scheduling() -> dict:
+        return requests.get(stack.web_url + "/v1/status", headers=ROOT,
+                            timeout=10).json()["scheduling"]
+    batch_id = run_batch(stack, [line("charlie:1b", i) for i in range(2)])
+    assert {j["status"] for j in stack.jobs(batch_job_ids(stack, batch_id)).values()} == {
+        "succeeded"}
+    wait_until(lambda: scheduling()["loaded"] == ["charlie:1b"], 30, "the sweep saw charlie")
+    before = scheduling()["self_unloads"]
+    # Behind MES's back, as the backend's own keep_alive would: MES did not ask for it.
+    requests.post(stack.engine_url + "/api/generate", timeout=10,
+                  json={"model": "charlie:1b", "keep_alive": 0}).raise_for_status()
+    wait_until(lambda: scheduling()["loaded"] == [], 30, "the sweep saw charlie go")
+    after = scheduling()
+    assert after["self_unloads"].get("charlie:1b", 0) == before.get("charlie:1b", 0) + 1
+    # The models MES itself unloaded to make room are counted apart, and timed.
+    assert all(after["self_unloads"].get(m, 0) == before.get(m, 0) for m in MODELS[:2])
+    assert set(after["unloads"]) <= set(after["unload_s"])
+    metrics = requests.get(stack.web_url + "/metrics", timeout=10).text
+    assert re.search(r'^mes_model_self_unloads_total\{.*model="charlie:1b"\} [1-9]', metrics,
+                     re.M), metrics

@@ -8,6 +8,7 @@ import pytest
 
 from mes.jobs import JobStatus
 from mes.store import names
+from mes.store.grants import GrantRecords
 from mes.store.jobs import SlotBusy, SlotClaim
 from mes.engine.config import EngineConfig
 from mes.engine.server import EngineServer
@@ -47,6 +48,9 @@ def test_lru_model_is_evicted_at_the_cap(store, roomy_backend, clock):
     admission = residency.admit("c:1", clock.now())
     assert admission.admitted and admission.evicted == "b:1"
     assert loaded(roomy_backend) == {"a:1"}
+    # Counted and timed, as MES's own unload: the scheduler does not take it for the backend's.
+    counters = GrantRecords(store.redis, "roomy").counters()
+    assert counters["unloads|b:1"] == 1 and counters["unload_s|b:1"] > 0
 
 
 def test_a_model_in_use_is_never_evicted(store, roomy_backend, clock, redis):

@@ -213,6 +213,30 @@ def test_a_job_records_the_backend_time_it_took_and_the_load_it_paid(redis):
     assert records.counters() == {"loads|a": 1.0, "load_s|a": 2.0}
 
 
+def test_a_model_the_backend_dropped_by_itself_is_counted_apart_from_mes_unloads(redis):
+    from mes.store.grants import GrantRecords
+    records = GrantRecords(redis, "b1")
+    assert records.set_loaded({"a", "b", "c"}) == []
+    records.count("unloads|b")                    # MES made room by unloading b
+    for command in records.requested_unload_commands("c"):  # someone asked c to go
+        redis.execute_command(*command)
+    assert records.set_loaded({"d"}) == ["a"]     # a went by itself: its keep_alive ran out
+    assert records.loaded() == {"d"}
+    assert records.set_loaded({"d"}) == []        # counted once, not at every look
+    counters = records.counters()
+    assert counters["self_unloads|a"] == 1
+    assert "self_unloads|b" not in counters and "self_unloads|c" not in counters
+
+
+def test_an_older_loaded_record_is_read_and_never_counted(redis):
+    from mes.store import names
+    from mes.store.grants import GrantRecords
+    redis.set(names.backend_loaded("b1"), '["a"]')  # written before the counts were kept
+    records = GrantRecords(redis, "b1")
+    assert records.loaded() == {"a"}
+    assert records.set_loaded(set()) == [] and records.counters() == {}
+
+
 def test_status_shows_grants_held_work_and_counts(store, registry, clock, scheduler):
     from mes.store.health import Heartbeats
     Heartbeats(store.redis).beat(["mes.smollm", "mes.phi"], "w@h", ttl_s=60)
@@ -223,11 +247,16 @@ def test_status_shows_grants_held_work_and_counts(store, registry, clock, schedu
         clock.advance(0.01)
     scheduler.run(lambda job: None, clock.now())
     scheduler.records().count("unloads|phi3:mini")
+    scheduler.records().add_seconds("unload_s|phi3:mini", 0.25)
+    scheduler.records().set_loaded({"smollm2:135m"})
+    scheduler.records().set_loaded(set())  # the backend let smollm2 go by itself
     status = scheduler.status(clock.now() + 2)
     assert status["enabled"] and status["cap"] == 1
     assert status["grants"] == {"smollm2:135m": {"state": "active", "since_s": 2.0}}
     assert status["held"] == {"phi3:mini": {"interactive": 0, "batch": 1}}
     assert status["unloads"] == {"phi3:mini": 1} and status["loads"] == {}
+    assert status["unload_s"] == {"phi3:mini": 0.25}
+    assert status["self_unloads"] == {"smollm2:135m": 1}
 
 
 def test_the_oldest_interactive_job_decides_not_the_oldest_batch_work():
