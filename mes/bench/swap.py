@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 import sys
 import tempfile
 import threading
@@ -34,7 +33,8 @@ from typing import Any
 import requests
 
 from mes.bench.processes import wait_until
-from mes.bench.report import percentile, table
+from mes.bench.report import table
+from mes.bench.swap_figures import foreseen, medians, summary
 from mes.bench.stack import Stack
 from mes.settings import Settings
 from mes.store import names
@@ -131,41 +131,12 @@ def engine_loads(url: str) -> dict[str, int]:
     return {m: s["loads"] for m, s in stats.items()}
 
 
-def summary(makespan: float, loads: dict[str, int], batch: list[dict],
-            interactive: list[dict]) -> dict[str, Any]:
-    """Return one side's figures from its job records: {"wait", "paid_load", "ok"} each."""
-    def waits(records):
-        return [r["wait"] for r in records if r["ok"]]
-    b, i = waits(batch), waits(interactive)
-    return {"makespan_s": round(makespan, 2), "loads": sum(loads.values()),
-            "loads_by_model": loads,
-            "loads_for_batch": loads_for_batch(batch, interactive),
-            "batch_jobs": len(batch), "interactive_jobs": len(interactive),
-            "failed": sum(1 for r in batch + interactive if not r["ok"]),
-            "batch_wait_p50_s": round(percentile(b, 50), 2),
-            "batch_wait_p95_s": round(percentile(b, 95), 2),
-            "interactive_wait_p50_s": round(percentile(i, 50), 2) if i else None,
-            "interactive_wait_p95_s": round(percentile(i, 95), 2) if i else None,
-            "interactive_wait_max_s": round(max(i), 2) if i else None}
 
 
-def loads_for_batch(batch: list[dict], interactive: list[dict]) -> int:
-    """Count the loads after which a model served batch work before it was loaded again.
 
-    The job that pays a load is often an interactive one (it goes first), so which job paid
-    says little; what a load served does. The rest served only interactive jobs.
-    """
-    found = 0
-    rows = sorted((r["start"], r["model"], r["paid_load"], lane) for lane, records in
-                  (("batch", batch), ("interactive", interactive)) for r in records if r["ok"])
-    serving: dict[str, bool] = {}  # model -> its current load has served batch work
-    for _, model, paid_load, lane in rows:
-        if paid_load:
-            serving[model] = False
-        if lane == "batch" and serving.get(model) is False:
-            serving[model] = True
-            found += 1
-    return found
+
+
+
 
 
 def run_fifo(args, log_dir: Path) -> dict[str, Any]:
@@ -246,6 +217,7 @@ def run_mes(args, log_dir: Path, scheduler: str) -> dict[str, Any]:
                                                              sent)]
         finished = max(job["finished_at"] for job in read_jobs(redis, batch_ids))
         figures = summary(finished - started, engine_loads(stack.engine_url), batch, inter)
+        figures["fewest_loads_foreseen"] = foreseen(batch, inter, started)
         status = session.get(stack.web_url + "/v1/status", headers=headers, timeout=30).json()
         figures["swaps_avoided"] = status.get("scheduling", {}).get("swaps_avoided")
         return figures
@@ -272,7 +244,8 @@ def job_record(job: dict, submitted_at: float) -> dict:
     timings = job["result"]["timings"]
     own = (timings.get("prompt_ms", 0) + timings.get("generate_ms", 0)) / 1000
     return {"ok": True, "wait": job["finished_at"] - submitted_at - own, "model": job["model"],
-            "start": job["started_at"], "paid_load": timings.get("load_ms", 0) > LOADED_MS}
+            "start": job["started_at"], "finished": job["finished_at"],
+            "submitted": submitted_at, "paid_load": timings.get("load_ms", 0) > LOADED_MS}
 
 
 def targets(args, med: dict[str, dict]) -> dict[str, Any]:
@@ -289,6 +262,8 @@ def targets(args, med: dict[str, dict]) -> dict[str, Any]:
         found["loads_bound"] = args.models + 2
         found["loads_met"] = on["loads"] <= args.models + 2
         found["loads_for_batch_met"] = on["loads_for_batch"] <= args.models + 2
+        # What no scheduler could beat on this run's arrivals, even knowing them in advance.
+        found["fewest_loads_foreseen"] = on.get("fewest_loads_foreseen")
     if on["interactive_wait_p95_s"] is not None:
         found["interactive_bound_s"] = args.load_s + quantum
         found["interactive_met"] = on["interactive_wait_p95_s"] <= args.load_s + quantum
@@ -311,24 +286,16 @@ def swap(args) -> dict[str, Any]:
                   file=sys.stderr)
             runs[side].append(figures)
     med = {side: medians(results) for side, results in runs.items()}
-    keys = ("makespan_s", "loads", "loads_for_batch", "batch_wait_p50_s", "batch_wait_p95_s",
+    keys = ("makespan_s", "loads", "loads_for_batch", "fewest_loads_foreseen",
+            "batch_wait_p50_s", "batch_wait_p95_s",
             "interactive_wait_p50_s", "interactive_wait_p95_s", "interactive_wait_max_s")
     print(table(f"swap: {args.models} models x {args.jobs_per_model} jobs, load {args.load_s} s, "
                 f"job {args.job_s} s, cap {args.cap}, interactive every "
                 f"{args.interactive_every_s} s; medians of {args.runs} runs",
-                ["side", "makespan s", "loads", "for batch", "batch p50", "batch p95",
+                ["side", "makespan s", "loads", "for batch", "fewest", "batch p50", "batch p95",
                  "inter p50", "inter p95", "inter max"],
-                [[side, *[med[side][k] for k in keys]] for side in sides]))
+                [[side, *[med[side].get(k, "-") for k in keys]] for side in sides]))
     found = targets(args, med)
     print("targets: " + json.dumps(found))
     return {"scenario": "swap", **med, "targets": found, "runs": runs}
 
-
-def medians(results: list[dict]) -> dict[str, Any]:
-    """Return the median of every number over runs (the first run's value for the rest)."""
-    out: dict[str, Any] = {}
-    for key, value in results[0].items():
-        values = [r[key] for r in results]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        out[key] = statistics.median(values) if numeric else value
-    return out
