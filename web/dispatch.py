@@ -24,6 +24,9 @@ class CeleryDispatcher:
 
     def send(self, job: Job) -> None:
         """Queue the job on its family's queue, in its priority lane."""
+        # ignore_result: without it Celery SUBSCRIBEs to the task's result channel before
+        # the push and UNSUBSCRIBEs after, two Redis round trips on the way to the worker
+        # for a result nobody reads (the job store holds it).
         self.app.send_task(EXECUTE_TASK, args=[job.id], queue=job.queue,
-                           priority=task_priority(job),
+                           priority=task_priority(job), ignore_result=True,
                            headers={"request_id": job.request_id} if job.request_id else None)

@@ -102,7 +102,8 @@ def make_celery(settings: Settings) -> Celery:
         for model_id in registry.warmup_on_start:
             spec = registry.get(model_id)
             if spec.queue in consumed:
-                sender.app.send_task(WARMUP_TASK, args=[model_id], queue=spec.queue, expires=300)
+                sender.app.send_task(WARMUP_TASK, args=[model_id], queue=spec.queue, expires=300,
+                                     ignore_result=True)
 
     @signals.worker_shutdown.connect(weak=False)
     def stop_heartbeat(**kwargs):
