@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
@@ -14,6 +16,88 @@ class BatchLineSchema(JobRequestSchema):
     """Validate one request of a batch: a job body plus its custom_id."""
 
     custom_id = fields.String(required=True, validate=validate.Length(1, 256))
+
+
+# The shape almost every batch line has. A line of it is checked by hand, about ten times
+# faster than BatchLineSchema's load (a marshmallow load a line was two thirds of the web's CPU
+# for a 10,000-line batch); anything else, and every line that fails, goes through the schema,
+# so what is accepted, what it becomes and every error's wording stay the schema's.
+_QUICK_TOP = frozenset({"custom_id", "model", "prompt", "messages", "system", "options",
+                        "priority", "timeout_s", "metadata"})
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+# The options in OptionsSchema's order (its load gives them in that order), with their check.
+_QUICK_OPTIONS = {
+    "temperature": lambda v: _number(v) and 0 <= v <= 2,
+    "top_p": lambda v: _number(v) and 0 <= v <= 1,
+    "top_k": lambda v: type(v) is int and 1 <= v <= 1000,
+    "seed": lambda v: type(v) is int,
+    "max_tokens": lambda v: type(v) is int and 1 <= v <= 1_000_000,
+    "stop": lambda v: (type(v) is list and len(v) <= 16
+                       and all(type(s) is str and 1 <= len(s) <= 200 for s in v)),
+}
+_FLOATS = frozenset({"temperature", "top_p"})
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _text(value: Any, least: int = 0, most: int | None = None) -> bool:
+    return type(value) is str and least <= len(value) and (most is None or len(value) <= most)
+
+
+def quick_line(raw: Any) -> dict[str, Any] | None:
+    """Return what BatchLineSchema().load(raw) returns for a plain valid line; None if unsure."""
+    if type(raw) is not dict or not _QUICK_TOP.issuperset(raw):
+        return None
+    if not (_text(raw.get("custom_id"), 1, 256) and _text(raw.get("model"), 1, 200)):
+        return None
+    body: dict[str, Any] = {"model": raw["model"]}
+    if ("prompt" in raw) == ("messages" in raw):
+        return None
+    if "prompt" in raw:
+        if not _text(raw["prompt"], 1):
+            return None
+        body["prompt"] = raw["prompt"]
+    else:
+        messages = raw["messages"]
+        if type(messages) is not list or not 1 <= len(messages) <= 1000:
+            return None
+        for message in messages:
+            if (type(message) is not dict or len(message) != 2
+                    or type(message.get("role")) is not str or message["role"] not in _ROLES
+                    or not _text(message.get("content"))):
+                return None
+        body["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if "system" in raw:
+        if not _text(raw["system"]):
+            return None
+        body["system"] = raw["system"]
+    if "options" in raw:
+        options = raw["options"]
+        if type(options) is not dict or not all(
+                key in _QUICK_OPTIONS and _QUICK_OPTIONS[key](value)
+                for key, value in options.items()):
+            return None
+        body["options"] = {key: (float(options[key]) if key in _FLOATS else
+                                 list(options[key]) if key == "stop" else options[key])
+                           for key in _QUICK_OPTIONS if key in options}
+    priority = raw.get("priority", "interactive")
+    if type(priority) is not str or priority not in PRIORITIES:
+        return None
+    body["priority"] = priority
+    if "timeout_s" in raw:
+        if not (type(raw["timeout_s"]) is int and 1 <= raw["timeout_s"] <= 86400):
+            return None
+        body["timeout_s"] = raw["timeout_s"]
+    if "metadata" in raw:
+        metadata = raw["metadata"]
+        if (type(metadata) is not dict or not all(type(key) is str for key in metadata)
+                or len(json.dumps(metadata)) > METADATA_MAX_BYTES):
+            return None
+        body["metadata"] = dict(metadata)
+    body["custom_id"] = raw["custom_id"]
+    return body
 
 
 class BatchSubmitSchema(Schema):

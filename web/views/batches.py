@@ -15,7 +15,8 @@ from mes.scheduling.release import release_all
 from mes.store.batches import BatchRecord, BatchStore
 from web.auth import current_key, require
 from web.batch_schemas import (BatchListQuerySchema, BatchLineSchema, BatchQuerySchema,
-                               BatchSchema, BatchSubmitSchema, ResultsQuerySchema)
+                               BatchSchema, BatchSubmitSchema, ResultsQuerySchema,
+                               quick_line)
 from web.context import ctx
 from web.limits import check_job_request
 from web.views.reading import job_body
@@ -77,11 +78,13 @@ def _parse_line(raw: Any, timeout_s: int | None, schema: BatchLineSchema) -> Bat
     s = ctx().services
     if not isinstance(raw, dict):
         raise InvalidRequest("a request must be a JSON object")
-    try:
-        body = schema.load(raw)
-    except ValidationError as exc:
-        raise InvalidRequest("the request failed validation",
-                             {"fields": exc.normalized_messages()}) from None
+    body = quick_line(raw)
+    if body is None:  # not the plain shape, or invalid: the schema decides, and says why
+        try:
+            body = schema.load(raw)
+        except ValidationError as exc:
+            raise InvalidRequest("the request failed validation",
+                                 {"fields": exc.normalized_messages()}) from None
     custom_id = body.pop("custom_id")
     body.pop("priority", None)  # a batch has one lane, its own
     if timeout_s is not None:
