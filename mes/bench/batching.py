@@ -28,7 +28,7 @@ import requests
 
 from mes.bench.processes import wait_until
 from mes.bench.report import batch_figures, median_of, percentile, table
-from mes.bench.scenarios import MODEL, ZERO_LATENCY, _drain, _submit_batch, say
+from mes.bench.scenarios import MODEL, ZERO_LATENCY, _drain, _submit_batch, ended_jobs, say
 from mes.bench.stack import BenchStack
 from mes.store import names
 
@@ -173,9 +173,7 @@ def ingest_and_drain(stack: BenchStack, args, lines: int, poll_url: str,
 
 def one_at_a_time(stack: BenchStack, args, lines: int, label: str) -> dict[str, float]:
     """Submit the same jobs with one POST /v1/jobs each and wait for the last to end."""
-    counters = stack.redis().hgetall(names.COUNTERS)
-    # _drain counts every counter but jobs_submitted, batch ingest counts included.
-    ended = sum(int(v) for k, v in counters.items() if k != "jobs_submitted")
+    ended = ended_jobs(stack.redis())
     load = argparse.Namespace(concurrency=load_clients(args), count=lines)
     body = {**job_body(0), "priority": "batch"}
     started, samples = _submit_batch(stack, load, label, body)

@@ -13,6 +13,7 @@ from mes.bench.baseline import run_bare_client, start_bare_worker
 from mes.bench.load import run_load
 from mes.bench.report import batch_figures, median_of, summarise, table
 from mes.bench.stack import BenchStack
+from mes.jobs import FINAL_STATES
 from mes.store import names
 
 MODEL = "smollm2:135m"
@@ -73,14 +74,20 @@ def overhead(args) -> dict[str, Any]:
             "runs": runs}
 
 
+def ended_jobs(client) -> int:
+    """Return how many jobs have ended on the stack so far, in any final state."""
+    # Only the jobs_<final state> counters: the hash also counts submitted jobs, batches and
+    # the jobs batches brought in, none of them ended jobs.
+    counters = client.hmget(names.COUNTERS, [f"jobs_{state.value}" for state in FINAL_STATES])
+    return sum(int(value or 0) for value in counters)
+
+
 def _drain(stack: BenchStack, target: int, timeout_s: float) -> float:
     """Wait until `target` jobs have ended in total; return when the last one did."""
     client = stack.redis()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        counters = client.hgetall(names.COUNTERS)
-        ended = sum(int(v) for k, v in counters.items() if k != "jobs_submitted")
-        if ended >= target:
+        if ended_jobs(client) >= target:
             return time.monotonic()
         time.sleep(0.02)
     raise RuntimeError(f"only part of {target} jobs ended within {timeout_s}s")
