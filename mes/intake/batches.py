@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from mes.clock import SystemClock, new_id
-from mes.errors import Conflict, InvalidRequest, MESError, QueueFull
+from mes.errors import Conflict, IdempotencyMismatch, InvalidRequest, MESError, QueueFull
 from mes.intake.cancel import cancel_job
 from mes.intake.submit import REQUEST_FIELDS, request_timeout
 from mes.jobs import Job, JobKind, JobStatus
@@ -97,13 +97,13 @@ def submit_batch(lines: list[BatchRequest], *, owner: str, store: RedisJobStore,
                  batches: BatchStore, registry: ModelRegistry, clock: SystemClock,
                  priority: str = "batch", metadata: dict[str, Any] | None = None,
                  max_timeout_s: int, extra: dict[str, Any] | None = None,
-                 request_id: str | None = None) -> BatchRecord:
+                 request_id: str | None = None, batch_id: str | None = None) -> BatchRecord:
     """Store a checked batch and its jobs (held, in request order); return the batch."""
     if not lines:
         raise InvalidRequest("a batch needs at least one request")
     check_room(lines, store, registry)
     now = clock.now()
-    batch_id = new_id("batch", now)
+    batch_id = batch_id or new_id("batch", now)
     jobs = []
     longest = 0
     for index, line in enumerate(lines):
@@ -123,6 +123,37 @@ def submit_batch(lines: list[BatchRequest], *, owner: str, store: RedisJobStore,
                    metadata=metadata or {}, extra=extra,
                    keep_s=int(store.batch_ttl_s + longest + 3600))
     return batches.get(batch_id)
+
+
+def idempotent_batch(make: Callable[[str], BatchRecord], *, owner: str, key: str | None,
+                     body_hash: str, batches: BatchStore, clock: SystemClock,
+                     keep_s: int) -> tuple[BatchRecord, bool]:
+    """Make a batch with `make(batch_id)` once per Idempotency-Key; return it and if it is new.
+
+    As for a job: the same key and body give back the first batch, another body is refused.
+    The key is bound to the new id before the batch is made, so two requests racing with one
+    key make one batch; if making it fails, the key is freed for a retry.
+    """
+    batch_id = new_id("batch", clock.now())
+    if key is None:
+        return make(batch_id), True
+    binding = f"{body_hash}:{batch_id}"
+    bound = batches.bind_key(owner, key, binding, keep_s)
+    if bound is not None:
+        first_hash, _, first_id = bound.partition(":")
+        if first_hash != body_hash:
+            raise IdempotencyMismatch("this Idempotency-Key was used with a different body",
+                                      {"idempotency_key": key})
+        first = batches.get(first_id)
+        if first is None:  # bound a moment ago by a request still making it
+            raise Conflict("the batch of this Idempotency-Key is still being made; retry",
+                           {"idempotency_key": key})
+        return first, False
+    try:
+        return make(batch_id), True
+    except BaseException:
+        batches.unbind_key(owner, key, binding)
+        raise
 
 
 def cancel_batch(batch: BatchRecord, *, store: RedisJobStore, batches: BatchStore,

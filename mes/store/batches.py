@@ -197,6 +197,19 @@ class BatchStore:
                 jobs[state] += max(0, int(value or 0))
         return {"in_progress": live, "jobs": jobs}
 
+    def bind_key(self, owner: str, key: str, binding: str, keep_s: int) -> str | None:
+        """Bind an owner's Idempotency-Key to `binding` if free; else return what it is bound to."""
+        name = names.batch_idempotency(owner, key)
+        if self._redis.set(name, binding, nx=True, ex=keep_s):
+            return None
+        return self._redis.get(name) or self.bind_key(owner, key, binding, keep_s)
+
+    def unbind_key(self, owner: str, key: str, binding: str) -> None:
+        """Free an Idempotency-Key if it still holds `binding` (its batch was never made)."""
+        name = names.batch_idempotency(owner, key)
+        if self._redis.get(name) == binding:
+            self._redis.delete(name)
+
     def request_cancel(self, batch_id: str) -> None:
         """Mark the batch as cancelled by its owner: once its jobs end it is `cancelled`."""
         self._redis.hset(names.batch(batch_id), "cancel_requested", "1")

@@ -159,6 +159,11 @@ def idempotency(owner: str, key: str) -> str:
     return f"mes:idem:{owner}:{key}"
 
 
+def batch_idempotency(owner: str, key: str) -> str:
+    """Return the binding of an owner's Idempotency-Key to (body hash, batch id)."""
+    return f"mes:idem-batch:{owner}:{key}"  # apart from the jobs' keys: one key may name both
+
+
 def lease(job_id: str) -> str:
     """Return the key a worker holds while it runs the job."""
     return f"mes:lease:{job_id}"

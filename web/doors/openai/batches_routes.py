@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
-from mes.clock import new_id
 from mes.errors import InvalidRequest, NotFound
-from mes.intake.batches import cancel_batch, submit_batch
+from mes.intake.batches import cancel_batch, idempotent_batch, submit_batch
+from mes.intake.submit import request_hash
 from mes.store.batches import BatchRecord
 from web.auth import current_key, require
 from web.context import ctx
@@ -20,6 +20,7 @@ from web.doors.openai import batches
 from web.doors.openai.batches_input import CheckedFile, error, read_file
 from web.doors.openai.files_routes import file_store, owned_batch, owned_file
 from web.doors.openai.routes import wire_body
+from web.submission import idempotency_key
 from web.views.batches import batch_store, release
 
 bp = Blueprint("openai_batches", __name__, url_prefix="/openai/v1")
@@ -43,27 +44,39 @@ def _checked(input_file_id: str, endpoint: str) -> CheckedFile:
 @bp.post("/batches")
 @require("jobs")
 def create_batch():
-    """Create a batch from an uploaded file; a file with bad lines makes a failed batch."""
+    """Create a batch from an uploaded file; a file with bad lines makes a failed batch.
+
+    With an Idempotency-Key, the same key and body give back the first batch (as POST
+    /v1/jobs does), so an SDK retry after a lost answer never makes a second one.
+    """
     s = ctx().services
     wire = wire_body(batches.BatchCreateRequest())
-    checked = _checked(wire["input_file_id"], wire["endpoint"])
+    key = idempotency_key()
     timeout_s = s.settings.task_soft_time_limit_s  # the longest deadline MES gives a job
+    made, _ = idempotent_batch(
+        lambda batch_id: _create(wire, batch_id, timeout_s), owner=current_key().name,
+        key=key, body_hash=request_hash(wire), batches=batch_store(), clock=s.clock,
+        keep_s=int(s.store.batch_ttl_s + timeout_s + 3600))  # as long as its batch is kept
+    return batches.batch_object(made)
+
+
+def _create(wire: dict, batch_id: str, timeout_s: int) -> BatchRecord:
+    """Check the input file and make the batch: failed, or its jobs held and released."""
+    s = ctx().services
+    checked = _checked(wire["input_file_id"], wire["endpoint"])
     extra = batches.door_extra(wire, timeout_s=timeout_s, base64=checked.base64,
                                total=len(checked.lines), errors=checked.errors or None)
     owner, metadata = current_key().name, wire.get("metadata") or {}
     if checked.errors:
-        now = s.clock.now()
-        batch_id = new_id("batch", now)
-        batch_store().create_failed(batch_id, owner, created_at=now, metadata=metadata,
-                                    extra=extra)
+        batch_store().create_failed(batch_id, owner, created_at=s.clock.now(),
+                                    metadata=metadata, extra=extra)
     else:
         made = submit_batch(checked.lines, owner=owner, store=s.store, batches=batch_store(),
                             registry=s.registry, clock=s.clock, metadata=metadata,
                             max_timeout_s=timeout_s, extra=extra,
-                            request_id=g.get("request_id"))
+                            request_id=g.get("request_id"), batch_id=batch_id)
         release(made)
-        batch_id = made.id
-    return batches.batch_object(batch_store().get(batch_id))
+    return batch_store().get(batch_id)
 
 
 @bp.get("/batches")
