@@ -23,6 +23,11 @@ from mes.store.jobs import RedisJobStore
 MAX_LINE_ERRORS = 50
 CANCEL_CHUNK = 500
 YIELD_EVERY = 100  # lines checked or built between two turns for the process's other requests
+# A turn is a sleep this long, not sleep(0): gevent runs a sleep(0) as a callback, and its hub
+# runs up to 50 callbacks before it polls sockets or fires timers again, so a loop yielding
+# with sleep(0) every 5 ms starved the process's other requests for 250 ms at a time. A timer,
+# however short, makes the hub go round its loop (the ingest's 100 turns cost about 10 ms).
+YIELD_S = 0.0001
 
 
 @dataclass(frozen=True)
@@ -35,14 +40,14 @@ class BatchRequest:
 
 
 def let_others_run(index: int) -> None:
-    """Sleep for no time every YIELD_EVERY lines, so a long ingest does not stall its process.
+    """Sleep a moment every YIELD_EVERY lines, so a long ingest does not stall its process.
 
-    The web's gevent workers patch time.sleep: sleep(0) lets the process's other requests run
+    The web's gevent workers patch time.sleep: the sleep lets the process's other requests run
     (a client reading its job would otherwise wait for the whole batch); elsewhere it only
     gives up the GIL for a moment.
     """
     if index and index % YIELD_EVERY == 0:
-        time.sleep(0)
+        time.sleep(YIELD_S)
 
 
 def check_lines(raw_lines: list[Any], registry: ModelRegistry, *,
