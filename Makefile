@@ -22,9 +22,13 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/mes up
 
-# pytest exits 5 when it collects no test: that must fail, not pass.
+# pytest exits 5 when it collects no test: that must fail, not pass. Test files run on
+# TEST_WORKERS processes (pytest-xdist), a whole file on one, so a file's shared stack stays
+# in one process; TEST_WORKERS=0 runs everything in this one.
+TEST_WORKERS ?= 2
 test: install
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		$(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 clean:

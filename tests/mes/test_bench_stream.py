@@ -21,16 +21,15 @@ def stream_args(**values) -> argparse.Namespace:
 
 
 @pytest.mark.integration
-def test_stream_scenario_reports_both_sides_and_the_held_streams():
-    figures = streaming.stream(stream_args(count=2, token_ms=5.0, no_real=True, streams=3,
-                                           hold_s=1.0))
+def test_stream_scenario_reports_both_sides():
+    # The hold part (a second stack) ran at full size for docs/benchmarks.md; here, one stack.
+    figures = streaming.stream(stream_args(count=2, token_ms=5.0, no_real=True, streams=0))
     simulated = figures["simulated"]
     for side in ("direct", "mes"):
         assert simulated[side]["ttft_p50_ms"] > 0 and simulated[side]["tokens"] > 1
         assert simulated[side]["tokens_per_s"] > 0
     assert "ttft_p50_ms" in simulated["added"] and simulated["added"]["tokens_per_s_ratio"] > 0
-    hold = figures["hold"]
-    assert hold["streams"] == 3 and hold["done"] == 3 and hold["errors"] == 0
+    assert "hold" not in figures and "real" not in figures
 
 
 def test_tokens_per_s_runs_from_the_first_token_to_done():
