@@ -96,10 +96,14 @@ def test_an_interactive_job_for_an_unloaded_model_waits_one_quantum_not_the_whol
     batch_id = run_batch(stack, [line("alpha:1b", i) for i in range(120)])
     wait_until(lambda: batch(stack, batch_id)["request_counts"]["succeeded"] >= 4, 60,
                "alpha's batch is being served")
-    status = requests.get(stack.web_url + "/v1/status", headers=ROOT, timeout=10).json()
-    scheduling = status["scheduling"]
-    assert scheduling["grants"]["alpha:1b"]["state"] == "active"
-    assert scheduling["loaded"] == ["alpha:1b"] and scheduling["loads"]["alpha:1b"] >= 1
+    def scheduling() -> dict:
+        return requests.get(stack.web_url + "/v1/status", headers=ROOT,
+                            timeout=10).json()["scheduling"]
+    # What the backend has loaded is read by the sweep, so it may lag by one sweep.
+    wait_until(lambda: scheduling()["loaded"] == ["alpha:1b"], 15, "the sweep saw alpha loaded")
+    status = scheduling()
+    assert status["grants"]["alpha:1b"]["state"] == "active"
+    assert status["loads"]["alpha:1b"] >= 1
     metrics = requests.get(stack.web_url + "/metrics", timeout=10).text
     assert re.search(r'^mes_scheduler_grant\{.*model="alpha:1b",state="active"\} 1\.0$',
                      metrics, re.M), metrics
