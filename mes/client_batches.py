@@ -13,12 +13,19 @@ class BatchCalls:
 
     def submit_batch(self, requests: list[dict[str, Any]], *, priority: str = "batch",
                      metadata: dict[str, Any] | None = None,
-                     timeout_s: int | None = None) -> dict[str, Any]:
-        """Submit a batch (each request a job body with its custom_id); return it as accepted."""
+                     timeout_s: int | None = None,
+                     completion_window_s: int | None = None) -> dict[str, Any]:
+        """Submit a batch (each request a job body with its custom_id); return it as accepted.
+
+        `timeout_s` bounds each job from the moment a worker is given it; jobs not given to
+        one within `completion_window_s` (24 h by default) expire.
+        """
         body: dict[str, Any] = {"requests": requests, "priority": priority,
                                 "metadata": metadata or {}}
         if timeout_s is not None:
             body["timeout_s"] = timeout_s
+        if completion_window_s is not None:
+            body["completion_window_s"] = completion_window_s
         # A batch is one request: without an answer nobody knows whether it was stored.
         return self._json("POST", "/v1/batches", body=body, idempotent=False)[1]
 

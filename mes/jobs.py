@@ -43,6 +43,11 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 
 PRIORITIES = ("interactive", "batch")
 
+# Keys of a batch job's request: its own timeout, and its batch's window. Its deadline is the
+# window's end while it waits in MES, and its timeout from the moment a release hands it to
+# a worker (never past the window's end): waiting behind the rest of its batch is not its run.
+RUN_TIMEOUT, WINDOW = "timeout_s", "window_s"
+
 
 class JobKind(str, Enum):
     """Name what a job does: run inference, embed input, or load or unload a model."""
@@ -91,6 +96,13 @@ class Job:
                 raise InvalidTransition(self.status, new_status)
             changes["status"] = new_status
         return dataclasses.replace(self, **changes)
+
+    def run_deadline(self, now: float) -> float:
+        """Return the deadline the job gets when handed to a worker at `now`."""
+        timeout_s, window_s = self.request.get(RUN_TIMEOUT), self.request.get(WINDOW)
+        if self.batch_id is None or timeout_s is None or window_s is None:
+            return self.deadline_at  # a job outside a batch: counted from its submission
+        return min(self.created_at + window_s, now + timeout_s)
 
     def to_json(self) -> str:
         """Serialise for the store."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
+from mes.intake.batches import DEFAULT_WINDOW_S, MAX_WINDOW_S
 from mes.jobs import PRIORITIES
 from web.schemas import METADATA_MAX_BYTES, JobRequestSchema, Timestamp
 
@@ -109,6 +110,8 @@ class BatchSubmitSchema(Schema):
     requests = fields.List(fields.Raw(), required=True)
     priority = fields.String(load_default="batch", validate=validate.OneOf(PRIORITIES))
     timeout_s = fields.Integer(validate=validate.Range(1, 86400), strict=True)
+    completion_window_s = fields.Integer(load_default=DEFAULT_WINDOW_S, strict=True,
+                                         validate=validate.Range(1, MAX_WINDOW_S))
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
 
     @validates("metadata")
@@ -126,6 +129,8 @@ class BatchQuerySchema(Schema):
 
     priority = fields.String(load_default="batch", validate=validate.OneOf(PRIORITIES))
     timeout_s = fields.Integer(validate=validate.Range(1, 86400))
+    completion_window_s = fields.Integer(load_default=DEFAULT_WINDOW_S,
+                                         validate=validate.Range(1, MAX_WINDOW_S))
 
 
 class BatchListQuerySchema(Schema):
@@ -174,6 +179,7 @@ class BatchSchema(Schema):
     created_at = Timestamp(required=True)
     started_at = Timestamp(required=True, allow_none=True)
     finished_at = Timestamp(required=True, allow_none=True)
+    expires_at = Timestamp(required=True, allow_none=True)
     estimated_seconds_left = fields.Float(required=True, allow_none=True)
 
 

@@ -46,6 +46,8 @@ def add_arguments(parser) -> None:
                        help="batch: requests in the batch (and jobs sent one at a time)")
     group.add_argument("--drain-timeout-s", type=float, default=900,
                        help="batch: give up on a drain after this long")
+    group.add_argument("--web-workers", type=int, default=2,
+                       help="batch: web processes (1 puts the poller on the ingest's own)")
 
 
 def job_body(index: int) -> dict[str, Any]:
@@ -189,7 +191,8 @@ def batch(args) -> dict[str, Any]:
     results, singles = [], []
     with BenchStack(models=[{"id": MODEL, "timeout_s": 600, "max_tokens": 64,
                              "max_concurrency": 64}],
-                    concurrency=workers, engine_args=ZERO_LATENCY) as stack:
+                    concurrency=workers, engine_args=ZERO_LATENCY,
+                    web_workers=getattr(args, "web_workers", 2)) as stack:
         reader_key = "reader-" + secrets.token_urlsafe(16)
         stack.settings["MES_API_KEYS"] += f",{READER}:{reader_key}:jobs"
         stack.start_redis()
@@ -218,7 +221,7 @@ def batch(args) -> dict[str, Any]:
              "ingest_rate_met": med["ingest_jobs_per_s"] >= INGEST_RATE,
              "poll_p99_met": med["poll_p99_ms"] < POLL_P99_MS}
     title = (f"batch: {args.lines} jobs x {runs_wanted} runs, {workers} worker processes, "
-             f"zero-latency engine, medians")
+             f"{getattr(args, 'web_workers', 2)} web processes, zero-latency engine, medians")
     print(table(title + " (ingest)", ["figure", "value", "target"], [
         ["POST /v1/batches to its 202, s", med["ingest_s"], f"<= {INGEST_S:g}"],
         ["jobs accepted per s", med["ingest_jobs_per_s"], f">= {INGEST_RATE:g}"],

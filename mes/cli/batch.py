@@ -31,7 +31,10 @@ def add_parser(commands) -> None:
     submit = sub.add_parser("submit", parents=[api], help="submit FILE.jsonl ('-': stdin)")
     submit.add_argument("file", metavar="FILE")
     submit.add_argument("--priority", choices=["interactive", "batch"], default="batch")
-    submit.add_argument("--timeout-s", type=int, help="each job's deadline from submission")
+    submit.add_argument("--timeout-s", type=int,
+                        help="each job's deadline, from when a worker is given it")
+    submit.add_argument("--completion-window-s", type=int,
+                        help="jobs not given to a worker within this expire (default 24 h)")
     submit.add_argument("--metadata", metavar="JSON", help="a JSON object kept with the batch")
     submit.add_argument("--wait", action="store_true",
                         help="wait for the batch to end, with a progress bar on stderr")
@@ -73,7 +76,8 @@ def submit_batch(args: argparse.Namespace, client, context: Context) -> int:
     """Submit the file's requests as one batch; with --wait, follow it to its end."""
     metadata = json.loads(args.metadata) if args.metadata else None
     batch = client.submit_batch(read_requests(args.file), priority=args.priority,
-                                metadata=metadata, timeout_s=args.timeout_s)
+                                metadata=metadata, timeout_s=args.timeout_s,
+                                completion_window_s=args.completion_window_s)
     if args.wait:
         batch = follow(client, batch, context.stderr)
     print_json(batch, context.stdout)

@@ -15,12 +15,16 @@ from mes.clock import SystemClock, new_id
 from mes.errors import Conflict, IdempotencyMismatch, InvalidRequest, MESError, QueueFull
 from mes.intake.cancel import cancel_job
 from mes.intake.submit import REQUEST_FIELDS, request_timeout
-from mes.jobs import Job, JobKind, JobStatus
+from mes.jobs import RUN_TIMEOUT, WINDOW, Job, JobKind, JobStatus
 from mes.registry import ModelRegistry
 from mes.store.batches import BatchRecord, BatchStore
 from mes.store.jobs import RedisJobStore
 
 MAX_LINE_ERRORS = 50
+# How long a batch's jobs may wait for a worker, by default and at most: OpenAI's one
+# completion window, and the retention a batch is kept for anyway.
+DEFAULT_WINDOW_S = 86400
+MAX_WINDOW_S = 7 * 86400
 CANCEL_CHUNK = 500
 YIELD_EVERY = 100  # lines checked or built between two turns for the process's other requests
 # A turn is a sleep this long, not sleep(0): gevent runs a sleep(0) as a callback, and its hub
@@ -101,32 +105,37 @@ def check_room(lines: list[BatchRequest], store: RedisJobStore, registry: ModelR
 def submit_batch(lines: list[BatchRequest], *, owner: str, store: RedisJobStore,
                  batches: BatchStore, registry: ModelRegistry, clock: SystemClock,
                  priority: str = "batch", metadata: dict[str, Any] | None = None,
-                 max_timeout_s: int, extra: dict[str, Any] | None = None,
-                 request_id: str | None = None, batch_id: str | None = None) -> BatchRecord:
-    """Store a checked batch and its jobs (held, in request order); return the batch."""
+                 max_timeout_s: int, window_s: int = DEFAULT_WINDOW_S,
+                 extra: dict[str, Any] | None = None, request_id: str | None = None,
+                 batch_id: str | None = None) -> BatchRecord:
+    """Store a checked batch and its jobs (held, in request order); return the batch.
+
+    A batch job's deadline is the batch's window until a release hands it to a worker; its
+    `timeout_s` then counts from there (mes.scheduling.release.start_clocks), so the last of
+    10,000 jobs is not expired for waiting behind the other 9,999.
+    """
     if not lines:
         raise InvalidRequest("a batch needs at least one request")
     check_room(lines, store, registry)
     now = clock.now()
     batch_id = batch_id or new_id("batch", now)
     jobs = []
-    longest = 0
     for index, line in enumerate(lines):
         let_others_run(index)
         spec = registry.get(line.body["model"])
-        timeout_s = request_timeout(line.body, spec, max_timeout_s)
-        longest = max(longest, timeout_s)
+        request = {key: line.body[key] for key in REQUEST_FIELDS
+                   if line.body.get(key) is not None}
+        request[RUN_TIMEOUT] = request_timeout(line.body, spec, max_timeout_s)
+        request[WINDOW] = window_s
         jobs.append(Job(
             id=new_id("job", now), owner=owner, model=spec.id, queue=spec.queue,
             kind=line.kind, status=JobStatus.QUEUED, created_at=now,
-            deadline_at=now + timeout_s,
-            request={key: line.body[key] for key in REQUEST_FIELDS
-                     if line.body.get(key) is not None},
+            deadline_at=now + window_s, request=request,
             priority=priority, metadata=line.body.get("metadata") or {},
             request_id=request_id, batch_id=batch_id, custom_id=line.custom_id))
     batches.create(batch_id, owner, jobs, created_at=now, priority=priority,
-                   metadata=metadata or {}, extra=extra,
-                   keep_s=int(store.batch_ttl_s + longest + 3600))
+                   metadata=metadata or {}, extra={**(extra or {}), "window_s": window_s},
+                   keep_s=int(store.batch_ttl_s + window_s + 3600))
     return batches.get(batch_id)
 
 
@@ -198,4 +207,11 @@ def batch_view(batch: BatchRecord, now: float) -> dict[str, Any]:
     return {"id": batch.id, "status": status, "request_counts": counts, "models": batch.models,
             "priority": batch.priority, "metadata": batch.metadata,
             "created_at": batch.created_at, "started_at": batch.started_at,
-            "finished_at": batch.finished_at, "estimated_seconds_left": eta}
+            "finished_at": batch.finished_at, "expires_at": expires_at(batch),
+            "estimated_seconds_left": eta}
+
+
+def expires_at(batch: BatchRecord) -> float | None:
+    """Return when the batch's window ends: jobs not handed to a worker by then expire."""
+    window_s = batch.extra.get("window_s")
+    return None if window_s is None else batch.created_at + window_s

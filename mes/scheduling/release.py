@@ -7,6 +7,9 @@ what already runs or waits in the broker). So 10,000 jobs cost the broker nothin
 they can run, interactive jobs never queue behind a whole batch in the broker, and which job
 runs next is chosen when a worker is free: the place where swap-aware scheduling decides.
 
+Each batch job's own timeout starts as it is handed over (until then its deadline is its
+batch's window), so its place in a long batch does not eat into its run.
+
 A job popped from the held queue but not sent (the releaser died in between) is still a
 queued job in the store: the reaper's stranded-job sweep sends it, so nothing is lost.
 """
@@ -14,6 +17,7 @@ queued job in the store: the reaper's stranded-job sweep sends it, so nothing is
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -62,8 +66,11 @@ def release_family(family: FamilySpec, *, store: RedisJobStore, registry: ModelR
             return Released(room=room)
         plan = share_evenly({m: n for m, n in waiting.items() if n}, room)
         sent = 0
+        now = time.time()
         for model_id, count in plan.items():
-            for job in store.get_many(held.take(model_id, family.queue, count)):
+            jobs = held.start_clocks(store.get_many(held.take(model_id, family.queue, count)),
+                                     now)
+            for job in jobs:
                 if job.status is not JobStatus.QUEUED:
                     continue  # ended (cancelled, expired) while held
                 try:

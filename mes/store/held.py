@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mes.jobs import Job
+import dataclasses
+
+from mes.jobs import Job, JobStatus
 from mes.store import names
 from mes.store.health import count_workers, queue_depths
 
@@ -31,6 +33,17 @@ end
 return ids
 """
 
+# Give a job the deadline it runs under, if it is still queued and unchanged since it was read.
+# KEYS[1] the job's hash; ARGV[1] the version read, ARGV[2] its record JSON. Returns the new
+# version, or -1 if the job changed meanwhile.
+_RESTAMP = """
+local current, status = unpack(redis.call('HMGET', KEYS[1], 'version', 'status'))
+if current ~= ARGV[1] or status ~= 'queued' then return -1 end
+local version = tonumber(current) + 1
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version)
+return version
+"""
+
 
 class HeldQueues:
     """Pop, count and put back held jobs; lock a family while one releaser works on it."""
@@ -38,6 +51,7 @@ class HeldQueues:
     def __init__(self, redis):
         self._redis = redis
         self._take = redis.register_script(_TAKE)
+        self._restamp = redis.register_script(_RESTAMP)
 
     def lock(self, queue: str, token: str) -> bool:
         """Take the family's release lock if free (it expires by itself)."""
@@ -96,3 +110,32 @@ class HeldQueues:
             pipe.zadd(names.held(job.model), {job.id: held_score(job)})
             pipe.zrem(names.queued_in_queue(job.queue), job.id)
         pipe.execute()
+
+    def start_clocks(self, jobs: list[Job], now: float) -> list[Job]:
+        """Count each batch job's timeout from `now`, as it is handed over; return the jobs.
+
+        A job that changed since it was read (cancelled, say) comes back as it now is.
+        """
+        stamped = [(i, job.evolve(deadline_at=job.run_deadline(now)))
+                   for i, job in enumerate(jobs) if job.status is JobStatus.QUEUED
+                   and job.run_deadline(now) != job.deadline_at]
+        if not stamped:
+            return jobs
+        pipe = self._redis.pipeline(transaction=False)
+        for _, job in stamped:
+            self._restamp(keys=[names.job(job.id)], args=[job.version, job.to_json()],
+                          client=pipe)
+        found = list(jobs)
+        stale = []
+        for (i, job), version in zip(stamped, pipe.execute()):
+            if int(version) < 0:
+                stale.append(i)
+            else:
+                found[i] = dataclasses.replace(job, version=int(version))
+        if stale:
+            pipe = self._redis.pipeline(transaction=False)
+            for i in stale:
+                pipe.hmget(names.job(jobs[i].id), "data", "version")
+            for i, (data, version) in zip(stale, pipe.execute()):
+                found[i] = jobs[i] if data is None else Job.from_json(data, int(version))
+        return found

@@ -9,6 +9,7 @@ from typing import Callable
 from mes.clock import SystemClock
 from mes.errors import JobExpired
 from mes.store.health import count_workers
+from mes.store.held import HeldQueues
 from mes.jobs import Job, JobStatus
 from mes.registry import FamilySpec, ModelRegistry
 from mes.store.jobs import RedisJobStore, StaleJob
@@ -106,9 +107,14 @@ def _redispatch_stranded(family: FamilySpec, *, store: RedisJobStore, registry: 
         return 0
     now = clock.now()
     sent = 0
+    held = HeldQueues(store.redis)
     for job in store.queued_in_queue(family.queue, free):
         waiting_since = max(job.created_at, job.not_before or 0.0)
         if job.status is JobStatus.QUEUED and now - waiting_since > grace_s:
+            # A batch job whose message was lost was never handed over: its timeout starts now.
+            job = held.start_clocks([job], now)[0]
+            if job.status is not JobStatus.QUEUED:
+                continue
             dispatch(job)
             sent += 1
             log.info("event=reaper_redispatch job_id=%s model=%s queue=%s state=queued",

@@ -125,3 +125,22 @@ def test_a_json_batch_over_the_general_body_limit_is_accepted(client):
     response = client.post("/v1/batches", json=body, headers=ALICE)
     assert response.status_code == 202, response.get_data(as_text=True)[:300]
     assert response.get_json()["request_counts"]["total"] == 700
+
+
+def test_a_batchs_window_is_its_jobs_wait_and_is_checked(client):
+    made = client.post("/v1/batches", json=batch_of(2, completion_window_s=600, timeout_s=30),
+                       headers=ALICE)
+    assert made.status_code == 202, made.get_data(as_text=True)
+    batch = made.get_json()
+    jobs = client.get(f"/v1/jobs?batch={batch['id']}", headers=ALICE).get_json()["jobs"]
+    assert {job["deadline_at"] for job in jobs} == {batch["expires_at"]}
+    default = client.post("/v1/batches", json=batch_of(1), headers=ALICE).get_json()
+    assert default["expires_at"] > batch["expires_at"]  # 24 h
+    for bad in (0, "600", 7 * 86400 + 1):
+        refused = client.post("/v1/batches", json=batch_of(1, completion_window_s=bad),
+                              headers=ALICE)
+        assert refused.status_code == 400
+        assert "completion_window_s" in refused.get_json()["error"]["details"]["fields"]
+    ndjson = client.post("/v1/batches?completion_window_s=0", data=json.dumps(
+        {**LINE, "custom_id": "n"}) + "\n", headers={**ALICE, "Content-Type": "application/x-ndjson"})
+    assert ndjson.status_code == 400

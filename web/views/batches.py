@@ -122,7 +122,7 @@ def create_batch():
                          registry=s.registry, clock=s.clock, priority=fields["priority"],
                          metadata=fields.get("metadata"),
                          max_timeout_s=s.settings.task_soft_time_limit_s,
-                         request_id=g.get("request_id"))
+                         window_s=fields["completion_window_s"], request_id=g.get("request_id"))
     release(batch)
     return batch_response(batch_store().get(batch.id) or batch, 202)
 

@@ -25,7 +25,7 @@ def record(status="queued", finished_at=None, counts=None, extra=None, **fields)
                   started_at=None, finished_at=finished_at, total=3,
                   counts={**COUNTS, **(counts or {})}, models={MODEL: 3}, priority="batch",
                   metadata={}, cancel_requested=False,
-                  extra=extra or batches.door_extra(WIRE, timeout_s=1740, base64=[], total=3))
+                  extra=extra or batches.door_extra(WIRE, window_s=86400, base64=[], total=3))
     return BatchRecord(**{**values, **fields})
 
 
@@ -83,7 +83,7 @@ def test_a_batch_in_progress():
         "errors": None, "input_file_id": "file_01IN", "completion_window": "24h",
         "status": "in_progress", "output_file_id": None, "error_file_id": None,
         "created_at": 1_700_000_000, "in_progress_at": 1_700_000_000,
-        "expires_at": 1_700_001_740, "finalizing_at": None, "completed_at": None,
+        "expires_at": 1_700_086_400, "finalizing_at": None, "completed_at": None,
         "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
         "request_counts": {"total": 3, "completed": 1, "failed": 0},
         "metadata": {"suite": "s"}, "model": MODEL}
@@ -118,7 +118,7 @@ def test_a_cancel_asked_while_jobs_run_is_cancelling():
 
 def test_a_failed_batch_carries_its_errors():
     errors = [{"code": "invalid_url", "message": "m", "param": "url", "line": 2}]
-    extra = batches.door_extra(WIRE, timeout_s=1740, base64=[], total=0, errors=errors)
+    extra = batches.door_extra(WIRE, window_s=86400, base64=[], total=0, errors=errors)
     answer = batches.batch_object(record("failed", finished_at=1_700_000_000.5, total=0,
                                          models={}, extra=extra))
     assert answer["status"] == "failed" and answer["failed_at"] == 1_700_000_000
@@ -132,12 +132,12 @@ def test_a_failed_batch_carries_its_errors():
 
 
 def test_extra_records_the_openai_fields_and_base64_lines():
-    assert batches.door_extra(WIRE, timeout_s=60, base64=[], total=2) == {
+    assert batches.door_extra(WIRE, window_s=60, base64=[], total=2) == {
         "door": "openai", "input_file_id": "file_01IN", "endpoint": "/v1/chat/completions",
-        "completion_window": "24h", "timeout_s": 60}
-    assert batches.door_extra(WIRE, timeout_s=60, base64=[0, 1], total=2)[
+        "completion_window": "24h", "window_s": 60}
+    assert batches.door_extra(WIRE, window_s=60, base64=[0, 1], total=2)[
         "encoding_format"] == "base64"
-    mixed = batches.door_extra(WIRE, timeout_s=60, base64=[1], total=3)
+    mixed = batches.door_extra(WIRE, window_s=60, base64=[1], total=3)
     assert (mixed["encoding_format"], mixed["base64_lines"]) == ("mixed", [1])
     encoding = batches_output.encoding_of(mixed)
     assert [encoding(i) for i in range(3)] == ["float", "base64", "float"]
@@ -195,8 +195,7 @@ def test_good_lines_become_batch_requests(read, settings):
     assert checked.errors == [] and [r.custom_id for r in checked.lines] == ["a", "b"]
     assert checked.lines[0].body == {
         "model": MODEL, "priority": "interactive", "metadata": {"user": "u"},
-        "options": {"temperature": 0.5}, "messages": [{"role": "user", "content": "Hi"}],
-        "timeout_s": settings.task_soft_time_limit_s}
+        "options": {"temperature": 0.5}, "messages": [{"role": "user", "content": "Hi"}]}
     assert checked.lines[0].kind is JobKind.INFERENCE
     embeds = read(json.dumps({"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
                               "body": {"model": MODEL, "input": ["x"],

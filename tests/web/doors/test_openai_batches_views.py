@@ -63,7 +63,7 @@ def upload(client, lines: list[dict], name: str = "in.jsonl"):
     return client.files.create(file=(name, jsonl(lines)), purpose="batch")
 
 
-def test_the_sdk_round_trip(client, store, clock):
+def test_the_sdk_round_trip(client, store, clock, registry):
     lines = [chat_line(f"q-{i}", f"question {i}") for i in range(3)]
     uploaded = upload(client, lines)
     assert uploaded.object == "file" and uploaded.purpose == "batch"
@@ -79,8 +79,11 @@ def test_the_sdk_round_trip(client, store, clock):
     assert batch.output_file_id is None and batch.error_file_id is None
     jobs = store.get_many(BatchStore(store).job_ids(batch.id, 0, 10))
     assert [job.custom_id for job in jobs] == ["q-0", "q-1", "q-2"]
+    spec = registry.get(MODEL)  # each request runs under its model's timeout, in a 24 h window
     assert jobs[0].request == {"messages": [{"role": "user", "content": "question 0"}],
-                               "options": {"max_tokens": 8}}
+                               "options": {"max_tokens": 8}, "timeout_s": spec.timeout_s,
+                               "window_s": 86400}
+    assert batch.expires_at == batch.created_at + 86400
     assert {job.priority for job in jobs} == {"batch"}
 
     run_jobs(store, clock, batch.id, fail={"q-1"})
@@ -122,7 +125,7 @@ def test_embeddings_batches_are_embed_jobs_answered_in_their_encoding(client, st
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
                                   completion_window="24h")
     [job] = store.get_many(BatchStore(store).job_ids(batch.id, 0, 10))
-    assert job.kind is JobKind.EMBED and job.request == {"input": ["Paris"]}
+    assert job.kind is JobKind.EMBED and job.request["input"] == ["Paris"]
     run_jobs(store, clock, batch.id)
     done = client.batches.retrieve(batch.id)
     [line] = client.files.content(done.output_file_id).text.splitlines()

@@ -32,6 +32,7 @@ ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 STATUSES = ["validating", "failed", "in_progress", "finalizing", "completed", "expired",
             "cancelling", "cancelled"]
 UNCOUNTED = ("failed", "expired", "cancelled")  # the job states OpenAI counts as failed
+WINDOWS = {"24h": 86400}  # OpenAI's completion windows, in seconds
 
 
 class BatchCreateRequest(WireSchema):
@@ -42,7 +43,7 @@ class BatchCreateRequest(WireSchema):
         ENDPOINTS, error=UNSUPPORTED + "MES batches run " + ", ".join(ENDPOINTS)),
         metadata={"enum": list(ENDPOINTS)})
     completion_window = fields.String(required=True, validate=validate.OneOf(
-        ["24h"], error="must be '24h'"), metadata={"enum": ["24h"]})
+        list(WINDOWS), error="must be '24h'"), metadata={"enum": list(WINDOWS)})
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(1, 64)),
                            values=fields.String(validate=validate.Length(max=512)),
                            allow_none=True, validate=validate.Length(max=16))
@@ -58,13 +59,13 @@ class BatchListQuery(WireSchema):
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
 
-def door_extra(wire: dict[str, Any], *, timeout_s: int, base64: list[int], total: int,
+def door_extra(wire: dict[str, Any], *, window_s: int, base64: list[int], total: int,
                errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Return what a door batch keeps in `extra`: its OpenAI fields, and how to answer it."""
     extra: dict[str, Any] = {"door": DOOR, "input_file_id": wire["input_file_id"],
                              "endpoint": wire["endpoint"],
                              "completion_window": wire["completion_window"],
-                             "timeout_s": timeout_s}
+                             "window_s": window_s}
     if errors is not None:
         extra["errors"] = errors
     if base64:  # embeddings asked for base64: all of them (one word), or these lines
@@ -114,7 +115,9 @@ def batch_object(batch: BatchRecord) -> dict[str, Any]:
         "error_file_id": view_id(batch.id, "errors") if ran and counts["failed"] else None,
         "created_at": created,
         "in_progress_at": None if status == "failed" else created,
-        "expires_at": None if status == "failed" else int(batch.created_at + extra["timeout_s"]),
+        # Batches made before the window was their jobs' wait kept their deadline as timeout_s.
+        "expires_at": None if status == "failed" else int(
+            batch.created_at + extra.get("window_s", extra.get("timeout_s", 0))),
         "finalizing_at": at("completed"), "completed_at": at("completed"),
         "failed_at": at("failed"), "expired_at": at("expired"), "cancelling_at": None,
         "cancelled_at": at("cancelled"),

@@ -103,7 +103,7 @@ def read_line(text: str, endpoint: str, *, registry: ModelRegistry, settings: Se
         if wire.get("stream"):
             raise BadLine("unsupported_parameter", "'stream' is not supported in a batch: each "
                           "request's answer is one line of the output file", "body.stream")
-        job_body = {**to_job_request(wire), "timeout_s": settings.task_soft_time_limit_s}
+        job_body = to_job_request(wire)  # each request's run gets its model's timeout_s
         check_job_request(job_body, registry=registry, settings=settings)
         request_timeout(job_body, registry.get(job_body["model"]),
                         settings.task_soft_time_limit_s)

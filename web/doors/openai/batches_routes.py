@@ -52,19 +52,19 @@ def create_batch():
     s = ctx().services
     wire = wire_body(batches.BatchCreateRequest())
     key = idempotency_key()
-    timeout_s = s.settings.task_soft_time_limit_s  # the longest deadline MES gives a job
+    window_s = batches.WINDOWS[wire["completion_window"]]
     made, _ = idempotent_batch(
-        lambda batch_id: _create(wire, batch_id, timeout_s), owner=current_key().name,
+        lambda batch_id: _create(wire, batch_id, window_s), owner=current_key().name,
         key=key, body_hash=request_hash(wire), batches=batch_store(), clock=s.clock,
-        keep_s=int(s.store.batch_ttl_s + timeout_s + 3600))  # as long as its batch is kept
+        keep_s=int(s.store.batch_ttl_s + window_s + 3600))  # as long as its batch is kept
     return batches.batch_object(made)
 
 
-def _create(wire: dict, batch_id: str, timeout_s: int) -> BatchRecord:
+def _create(wire: dict, batch_id: str, window_s: int) -> BatchRecord:
     """Check the input file and make the batch: failed, or its jobs held and released."""
     s = ctx().services
     checked = _checked(wire["input_file_id"], wire["endpoint"])
-    extra = batches.door_extra(wire, timeout_s=timeout_s, base64=checked.base64,
+    extra = batches.door_extra(wire, window_s=window_s, base64=checked.base64,
                                total=len(checked.lines), errors=checked.errors or None)
     owner, metadata = current_key().name, wire.get("metadata") or {}
     if checked.errors:
@@ -73,7 +73,8 @@ def _create(wire: dict, batch_id: str, timeout_s: int) -> BatchRecord:
     else:
         made = submit_batch(checked.lines, owner=owner, store=s.store, batches=batch_store(),
                             registry=s.registry, clock=s.clock, metadata=metadata,
-                            max_timeout_s=timeout_s, extra=extra,
+                            max_timeout_s=s.settings.task_soft_time_limit_s,
+                            window_s=window_s, extra=extra,
                             request_id=g.get("request_id"), batch_id=batch_id)
         release(made)
     return batch_store().get(batch_id)
