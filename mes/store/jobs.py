@@ -218,9 +218,10 @@ class RedisJobStore:
         """Return up to `limit` of a family queue's queued jobs, oldest first."""
         return self.get_many(self.redis.zrange(names.queued_in_queue(queue), 0, limit - 1))
 
-    def queued_for_model(self, model_id: str, limit: int) -> list[Job]:
-        """Return up to `limit` of a model's queued jobs, oldest first."""
-        return self.get_many(self.redis.zrange(names.queued_for_model(model_id), 0, limit - 1))
+    def queued_for_model(self, model_id: str, limit: int, interactive: bool = False) -> list[Job]:
+        """Return up to `limit` of a model's queued jobs (or its interactive lane's), oldest first."""
+        key = (names.queued_interactive if interactive else names.queued_for_model)(model_id)
+        return self.get_many(self.redis.zrange(key, 0, limit - 1))
 
     def running_ids(self, model_id: str) -> set[str]:
         """Return the ids the model's running index holds."""

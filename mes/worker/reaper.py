@@ -126,7 +126,13 @@ def _expire_queued(model_id: str, store: RedisJobStore, clock: SystemClock) -> i
     # Queued ids are scored by creation time, so the oldest come first.
     now = clock.now()
     expired = 0
-    for job in store.queued_for_model(model_id, 200):
+    # The interactive lane too: a batch's held jobs wait against their window, which ends
+    # long after an interactive job's deadline, and can fill a model's oldest 200.
+    oldest = store.queued_for_model(model_id, 200)
+    seen = {job.id for job in oldest}
+    lane = [job for job in store.queued_for_model(model_id, 200, interactive=True)
+            if job.id not in seen]
+    for job in oldest + lane:
         if job.status is JobStatus.QUEUED and now >= job.deadline_at:
             try:
                 store.save(job.evolve(status=JobStatus.EXPIRED, finished_at=now,

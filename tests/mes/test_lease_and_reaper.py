@@ -103,6 +103,22 @@ def test_reaper_expires_queued_jobs_past_deadline(submit, store, registry, clock
     assert report.expired == 1 and store.get(job.id).status is JobStatus.EXPIRED
 
 
+def test_reaper_expires_an_interactive_job_behind_a_long_batch(submit, store, registry, clock):
+    from mes.intake.batches import BatchRequest, submit_batch
+    from mes.store.batches import BatchStore
+    lines = [BatchRequest(f"b-{i}", {"model": "smollm2:135m", "prompt": "Hi"})
+             for i in range(250)]
+    submit_batch(lines, owner="alice", store=store, batches=BatchStore(store),
+                 registry=registry, clock=clock, max_timeout_s=600)
+    clock.advance(1)
+    late = submit(timeout_s=5)  # newer than the batch's 250 jobs, whose window is 24 h
+    clock.advance(6)
+    family = registry.get("smollm2:135m").family
+    report = reap_family(family, store=store, registry=registry, clock=clock,
+                         dispatch=lambda job: None, grace_s=10)
+    assert report.expired == 1 and store.get(late.id).status is JobStatus.EXPIRED
+
+
 def test_reaper_redispatches_queued_jobs_that_idle_workers_never_got(submit, store, registry,
                                                                        clock, redis):
     from mes.store.health import Heartbeats
