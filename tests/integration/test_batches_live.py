@@ -138,37 +138,37 @@ def test_mes_batch_submit_wait_and_results(stack, tmp_path):
 
 
 def test_a_jobs_timeout_counts_from_its_hand_over_not_from_the_batch(stack):
-    # 150 jobs on one family take longer than 3 s in all: counted from the batch's creation,
-    # most would expire; counted from each job's hand-over, none does.
-    created = post_batch(stack, {"requests": lines(150, "t"), "timeout_s": 3})
-    assert created.status_code == 202, created.text
-    batch_id = created.json()["id"]
-    wait_until(lambda: batch(stack, batch_id).json()["finished_at"], 120, "the batch ended")
-    done = batch(stack, batch_id).json()
-    got = results(stack, batch_id)
+    # 150 jobs of about 85 ms on 2 slots take 6 s or more: counted from the batch's creation,
+    # most would expire after 2 s; counted from each job's hand-over, none does.
+    requests_ = [{**line, "options": {"max_tokens": 16}} for line in lines(150, "t")]
+    done, got = run_to_its_end(stack, {"requests": requests_, "timeout_s": 2})
     assert done["status"] == "completed", done["request_counts"]
     assert done["request_counts"]["succeeded"] == 150
     assert max(_seconds(line["job"]["started_at"]) for line in got) - _seconds(
-        done["created_at"]) > 3  # the last jobs did wait longer than their timeout
-    for line in got:  # each ran under its own 3 s, from when it was handed over
+        done["created_at"]) > 2  # the last jobs did wait longer than their timeout
+    for line in got:  # each ran under its own 2 s, from when it was handed over
         job = line["job"]
-        assert _seconds(job["deadline_at"]) - _seconds(job["started_at"]) <= 3
+        assert _seconds(job["deadline_at"]) - _seconds(job["started_at"]) <= 2
 
 
 def test_jobs_still_held_when_the_window_ends_expire(stack):
-    created = post_batch(stack, {"requests": lines(150, "w"), "completion_window_s": 2})
-    assert created.status_code == 202, created.text
-    batch_id = created.json()["id"]
-    wait_until(lambda: batch(stack, batch_id).json()["finished_at"], 60, "the batch ended")
-    done = batch(stack, batch_id).json()
+    done, got = run_to_its_end(stack, {"requests": lines(150, "w"), "completion_window_s": 2})
     counts = done["request_counts"]
     assert done["status"] == "expired", counts
     assert counts["expired"] > 0 and counts["succeeded"] > 0
     assert counts["succeeded"] + counts["expired"] + counts["failed"] == 150
-    expired = [line["job"] for line in results(stack, batch_id)
-               if line["job"]["status"] == "expired"]
+    expired = [line["job"] for line in got if line["job"]["status"] == "expired"]
     assert {job["error"]["code"] for job in expired} == {"expired"}
     assert {job["deadline_at"] for job in expired} == {done["expires_at"]}
+
+
+def run_to_its_end(stack, body):
+    """Post a batch, wait until it ends, and return it and its results."""
+    created = post_batch(stack, body)
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["id"]
+    wait_until(lambda: batch(stack, batch_id).json()["finished_at"], 120, "the batch ended")
+    return batch(stack, batch_id).json(), results(stack, batch_id)
 
 
 def _seconds(stamp: str) -> float:
