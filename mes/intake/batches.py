@@ -111,7 +111,7 @@ def submit_batch(lines: list[BatchRequest], *, owner: str, store: RedisJobStore,
     """Store a checked batch and its jobs (held, in request order); return the batch.
 
     A batch job's deadline is the batch's window until a release hands it to a worker; its
-    `timeout_s` then counts from there (mes.scheduling.release.start_clocks), so the last of
+    `timeout_s` then counts from there (HeldQueues.start_clocks), so the last of
     10,000 jobs is not expired for waiting behind the other 9,999.
     """
     if not lines:
