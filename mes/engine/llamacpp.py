@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from mes.engine import protocol as wire
+from mes.engine.compute import ComputeThread
 from mes.engine.config import normalize_name
 from mes.engine.generator import Embeddings, Generation, PullError, Runner, ShouldStop
 from mes.engine.gguf import INSTALL_LLAMA_CPP, MissingDependency
@@ -76,6 +77,7 @@ class _Model:
         self._all: list[Any] = []
         self._embedder: Any = None
         self._embed_lock = threading.Lock()
+        self._compute: dict[int, ComputeThread] = {}
         first = self._new_instance()
         self._all.append(first)
         self._free.append(first)
@@ -93,7 +95,15 @@ class _Model:
         # processing on a 2-core machine crawls at a few tokens per second.
         settings = dict(n_ctx=self.runner.num_ctx, n_batch=self.runner.num_batch, n_threads=threads,
                         n_threads_batch=threads, verbose=False)
-        return self.lib.Llama(model_path=str(self.path), **{**settings, **overrides})
+        instance = self.lib.Llama(model_path=str(self.path), **{**settings, **overrides})
+        with self._lock:
+            self._compute[id(instance)] = ComputeThread(f"llama-{self.path.stem}")
+        return instance
+
+    def compute(self, instance: Any) -> ComputeThread:
+        """Return the thread that decodes for INSTANCE (mes.engine.compute says why)."""
+        with self._lock:
+            return self._compute[id(instance)]
 
     def checkout(self) -> Any:
         """Take a free instance, making another when every one is busy (num_parallel > 1)."""
@@ -132,6 +142,10 @@ class _Model:
             self._embedder = None
         for instance in instances:
             instance.close()
+        with self._lock:
+            threads, self._compute = list(self._compute.values()), {}
+        for thread in threads:
+            thread.stop()
 
     def prompt_tokens(self, llm: Any, prompt: str | Sequence[Mapping[str, Any]], system: str | None,
                       raw: bool) -> list[int]:
@@ -195,7 +209,7 @@ class _Tokens:
             if self.generation is not None:
                 self.generation.done_reason = "length"
             return None
-        return next(self._steps, None)
+        return self._model.compute(self._llm).run(next, self._steps, None)
 
     def close(self) -> None:
         """Stop decoding and give the instance back (idempotent)."""
@@ -308,7 +322,8 @@ class LlamaCppGenerator:
             llm.last_n_tokens_size = settings.repeat_last_n
             llm.reset()  # no prefix reuse: the reply must not depend on the previous request
             steps = llm.generate(tokens, grammar=grammar, **settings.kwargs)
-            first = next(steps)  # prompt processing happens here, timed as prompt_eval_duration
+            # Prompt processing happens here, timed as prompt_eval_duration.
+            first = loaded.compute(llm).run(next, steps)
         except BaseException:
             loaded.give_back(llm)
             raise
@@ -329,7 +344,8 @@ class LlamaCppGenerator:
                 for text in texts:
                     if len(embedder.tokenize(text.encode())) > limit:
                         raise ValueError("input exceeds maximum context length")
-            vectors, count = embedder.embed(list(texts), truncate=True, return_count=True)
+            vectors, count = loaded.compute(embedder).run(
+                lambda: embedder.embed(list(texts), truncate=True, return_count=True))
         return Embeddings([list(map(float, v)) for v in vectors], int(count))
 
     def describe(self, model: str) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import ollama
@@ -89,3 +90,22 @@ def test_show_reads_the_gguf(engine):
     info = shown.modelinfo
     assert info["general.architecture"] == "llama" and info["llama.context_length"] == 8192
     assert info["llama.block_count"] == 30 and "tokenizer.chat_template" not in info
+
+
+def test_every_decode_of_an_instance_runs_on_one_thread_whatever_the_connection(engine):
+    # One OpenMP team per instance: decoding on each connection's own thread made a team per
+    # keep-alive connection, and with more teams than cores every decode slowed 2.8 times.
+    generate(engine, options={"num_predict": 2})  # loaded
+    [llm] = engine.generator._models[MODEL]._all
+    seen, original = set(), llm.eval
+
+    def eval(tokens):
+        seen.add(threading.get_ident())
+        return original(tokens)
+
+    llm.eval = eval
+    body = {"model": MODEL, "prompt": "Say hi.", "stream": False, "options": {"num_predict": 4}}
+    with requests.Session() as first, requests.Session() as second:
+        for client in (first, second, first, requests):
+            assert client.post(engine.url + "/api/generate", json=body, timeout=120).ok
+    assert len(seen) == 1 and threading.get_ident() not in seen
