@@ -107,14 +107,12 @@ def _redispatch_stranded(family: FamilySpec, *, store: RedisJobStore, registry: 
         return 0
     now = clock.now()
     sent = 0
-    held = HeldQueues(store.redis)
-    for job in store.queued_in_queue(family.queue, free):
-        waiting_since = max(job.created_at, job.not_before or 0.0)
-        if job.status is JobStatus.QUEUED and now - waiting_since > grace_s:
-            # A batch job whose message was lost was never handed over: its timeout starts now.
-            job = held.start_clocks([job], now)[0]
-            if job.status is not JobStatus.QUEUED:
-                continue
+    stranded = [job for job in store.queued_in_queue(family.queue, free)
+                if job.status is JobStatus.QUEUED
+                and now - max(job.created_at, job.not_before or 0.0) > grace_s]
+    # A batch job whose message was lost was never handed over: its timeout starts now.
+    for job in HeldQueues(store.redis).start_clocks(stranded, now):
+        if job.status is JobStatus.QUEUED:
             dispatch(job)
             sent += 1
             log.info("event=reaper_redispatch job_id=%s model=%s queue=%s state=queued",

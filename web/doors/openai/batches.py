@@ -21,6 +21,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
+from mes.intake.batches import expires_at
 from mes.store.batches import BatchRecord
 from web.doors.openai.answers import Answer
 from web.doors.openai.files import CursorPage, cursor_page, view_id
@@ -117,7 +118,7 @@ def batch_object(batch: BatchRecord) -> dict[str, Any]:
         "in_progress_at": None if status == "failed" else created,
         # Batches made before the window was their jobs' wait kept their deadline as timeout_s.
         "expires_at": None if status == "failed" else int(
-            batch.created_at + extra.get("window_s", extra.get("timeout_s", 0))),
+            expires_at(batch) or batch.created_at + extra.get("timeout_s", 0)),
         "finalizing_at": at("completed"), "completed_at": at("completed"),
         "failed_at": at("failed"), "expired_at": at("expired"), "cancelling_at": None,
         "cancelled_at": at("cancelled"),
