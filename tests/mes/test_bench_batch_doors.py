@@ -21,7 +21,7 @@ def scenario_args(module, **values) -> argparse.Namespace:
 
 @pytest.mark.integration
 def test_batch_scenario_reports_ingest_drain_and_memory():
-    args = scenario_args(batching, lines=20, runs=1, workers=1, concurrency=2)
+    args = scenario_args(batching, lines=400, runs=1, workers=1, concurrency=2)
     figures = batching.batch(args)
     med = figures["medians"]
     assert len(figures["runs"]) == 1 and med["batch_not_succeeded"] == 0
